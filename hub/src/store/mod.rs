@@ -1,0 +1,1 @@
+//! SQLite persistence (being written).
