@@ -1,0 +1,252 @@
+//! [`BrokerLimits`]: the sizes the embedded rumqttd runs with, their
+//! defaults and their validation, and the translation into rumqttd's own
+//! `Config` (which never leaves this crate).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rumqttd::{Config, ConnectionSettings, RouterConfig, SegmentConfig, ServerSettings, Strategy};
+
+use super::BrokerError;
+use crate::credentials::Credentials;
+
+/// Size of the in-memory commit log kept by rumqttd for one subscription
+/// filter: at most `segment_count` segments of about `segment_size` bytes
+/// (a segment may overflow by one packet). When the log is full the oldest
+/// segment is dropped, including messages a persistent session has not read
+/// yet: this is the offline queue of a filter, and it is lossy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Bytes per segment; rumqttd refuses (panics on) less than 1024.
+    pub segment_size: usize,
+    /// Segments kept in memory, the active one included; at least 1.
+    pub segment_count: usize,
+}
+
+impl LogLimits {
+    /// Upper bound of the bytes retained by one filter's log.
+    pub fn retained_bytes(&self) -> usize {
+        self.segment_size.saturating_mul(self.segment_count)
+    }
+}
+
+/// Limits of the embedded broker. The defaults are sized for 10,000
+/// appliances (reached through the edge) plus a handful of internal clients;
+/// see the module documentation of [`crate::embedded`] for the reasoning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerLimits {
+    /// Connections rumqttd accepts in total (edge + internal). Beyond it
+    /// rumqttd drops new connections *and* breaks its listener for that
+    /// client id, so the edge must always stay below
+    /// `max_connections - reserved_internal_connections`.
+    pub max_connections: usize,
+    /// Connections kept for internal clients (hub, probes, tools); the rest
+    /// is what the edge may use.
+    pub reserved_internal_connections: usize,
+    /// Largest MQTT packet (remaining length) rumqttd accepts from any client.
+    pub max_packet_size: usize,
+    /// Packets rumqttd reads from one connection before handing them to the
+    /// router in one batch (rumqttd's `max_inflight_count`; the outgoing
+    /// QoS 1 window is fixed at 100 by rumqttd itself).
+    pub read_batch: usize,
+    /// QoS 0 messages read from a log per delivery round
+    /// (rumqttd's `max_outgoing_packet_count`).
+    pub qos0_read_batch: u64,
+    /// How long rumqttd waits for CONNECT on a new socket.
+    pub connect_timeout: Duration,
+    /// Log size of every filter not listed in `uplink_filters`: the
+    /// hub -> appliance filters, one set per appliance.
+    pub default_log: LogLimits,
+    /// Log size of the `uplink_filters` (the hub's subscriptions to the
+    /// appliance -> hub topics of the whole fleet).
+    pub uplink_log: LogLimits,
+    /// Filters that get `uplink_log`. A subscription filter gets it when it
+    /// matches one of these patterns (rumqttd's `custom_segment`).
+    pub uplink_filters: Vec<String>,
+    /// How long [`super::EmbeddedBroker::start`] waits for the broker to
+    /// accept an MQTT connection.
+    pub startup_timeout: Duration,
+}
+
+impl Default for BrokerLimits {
+    fn default() -> Self {
+        BrokerLimits {
+            max_connections: 16_384,
+            reserved_internal_connections: 64,
+            max_packet_size: 256 * 1024,
+            read_batch: 100,
+            qos0_read_batch: 200,
+            connect_timeout: Duration::from_secs(5),
+            default_log: LogLimits {
+                segment_size: 16 * 1024,
+                segment_count: 4,
+            },
+            uplink_log: LogLimits {
+                segment_size: 4 * 1024 * 1024,
+                segment_count: 8,
+            },
+            uplink_filters: default_uplink_filters(),
+            startup_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The hub's fleet-wide subscriptions to appliance -> hub topics
+/// (`/sys/{productKey}/{applianceId}/thing/...`, see topics.md).
+fn default_uplink_filters() -> Vec<String> {
+    ["job/get", "job/update", "event/metrics/post"]
+        .iter()
+        .map(|suffix| format!("/sys/+/+/thing/{suffix}"))
+        .collect()
+}
+
+impl BrokerLimits {
+    /// Connections the edge may open to the broker.
+    pub fn edge_connection_budget(&self) -> usize {
+        self.max_connections
+            .saturating_sub(self.reserved_internal_connections)
+    }
+
+    /// Checks every value rumqttd would panic on or misbehave with.
+    pub fn validate(&self) -> Result<(), BrokerError> {
+        let fail = |what: &str| Err(BrokerError::InvalidLimits(what.to_owned()));
+        if self.max_connections == 0 {
+            return fail("max_connections must be > 0 (0 rejects every connection)");
+        }
+        if self.reserved_internal_connections == 0
+            || self.reserved_internal_connections >= self.max_connections
+        {
+            return fail("reserved_internal_connections must be in 1..max_connections");
+        }
+        if self.max_packet_size < 1024 {
+            return fail("max_packet_size must be >= 1024");
+        }
+        if self.read_batch == 0 || self.qos0_read_batch == 0 {
+            return fail("read_batch and qos0_read_batch must be > 0");
+        }
+        let timeout_ms = self.connect_timeout.as_millis();
+        if timeout_ms == 0 || timeout_ms > u128::from(u16::MAX) {
+            return fail("connect_timeout must be between 1 ms and 65.535 s");
+        }
+        for log in [self.default_log, self.uplink_log] {
+            if log.segment_size < 1024 || log.segment_count == 0 {
+                return fail("log segment_size must be >= 1024 and segment_count >= 1");
+            }
+        }
+        if self.uplink_filters.iter().any(|f| f.is_empty()) {
+            return fail("uplink_filters must not contain an empty filter");
+        }
+        if self.startup_timeout.is_zero() {
+            return fail("startup_timeout must be > 0");
+        }
+        Ok(())
+    }
+
+    /// rumqttd's configuration: one plaintext MQTT 3.1.1 listener on
+    /// `listen`, a static credential map, every router field set.
+    pub(super) fn rumqttd_config(&self, listen: SocketAddr, principals: &[&Credentials]) -> Config {
+        let auth: HashMap<String, String> = principals
+            .iter()
+            .map(|c| (c.username.clone(), c.password.clone()))
+            .collect();
+        let connections = ConnectionSettings {
+            connection_timeout_ms: u16::try_from(self.connect_timeout.as_millis())
+                .unwrap_or(u16::MAX),
+            max_payload_size: self.max_packet_size,
+            max_inflight_count: self.read_batch,
+            auth: Some(auth),
+            external_auth: None,
+            // Publishes with no matching filter are dropped instead of
+            // creating a log per topic (which would never be freed).
+            dynamic_filters: false,
+        };
+        let server = ServerSettings {
+            name: "fleethub-rumqttd-v4".to_owned(),
+            listen,
+            tls: None,
+            // rumqttd sleeps this long after each accept: 0, or 10,000
+            // connections would take 10,000 times as long.
+            next_connection_delay_ms: 0,
+            connections,
+        };
+        let uplink = SegmentConfig {
+            max_segment_size: self.uplink_log.segment_size,
+            max_segment_count: self.uplink_log.segment_count,
+        };
+        let router = RouterConfig {
+            max_connections: self.max_connections,
+            max_outgoing_packet_count: self.qos0_read_batch,
+            max_segment_size: self.default_log.segment_size,
+            max_segment_count: self.default_log.segment_count,
+            custom_segment: Some(
+                self.uplink_filters
+                    .iter()
+                    .map(|f| (f.clone(), uplink.clone()))
+                    .collect(),
+            ),
+            initialized_filters: None,
+            shared_subscriptions_strategy: Strategy::RoundRobin,
+        };
+        Config {
+            id: 0,
+            router,
+            v4: Some(HashMap::from([("internal".to_owned(), server)])),
+            v5: None,
+            ws: None,
+            cluster: None,
+            console: None,
+            bridge: None,
+            prometheus: None,
+            metrics: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(change: impl FnOnce(&mut BrokerLimits)) -> bool {
+        let mut limits = BrokerLimits::default();
+        change(&mut limits);
+        limits.validate().is_err()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_leave_room_for_the_edge() {
+        let limits = BrokerLimits::default();
+        assert!(limits.validate().is_ok());
+        assert!(limits.edge_connection_budget() >= 12_000);
+    }
+
+    #[test]
+    fn values_rumqttd_cannot_run_with_are_refused() {
+        assert!(invalid(|l| l.max_connections = 0));
+        assert!(invalid(
+            |l| l.reserved_internal_connections = l.max_connections
+        ));
+        assert!(invalid(|l| l.default_log.segment_size = 0));
+        assert!(invalid(|l| l.uplink_log.segment_count = 0));
+        assert!(invalid(|l| l.connect_timeout = Duration::from_secs(100)));
+        assert!(invalid(|l| l.read_batch = 0));
+        assert!(invalid(|l| l.uplink_filters.push(String::new())));
+    }
+
+    #[test]
+    fn config_sets_one_plaintext_v4_listener_with_static_auth() {
+        let hub = Credentials::generate("hub");
+        let listen: SocketAddr = ([127, 0, 0, 1], 1883).into();
+        let config = BrokerLimits::default().rumqttd_config(listen, &[&hub]);
+        let v4 = config.v4.expect("one v4 listener");
+        assert_eq!(v4.len(), 1);
+        let server = v4.values().next().expect("listener");
+        assert_eq!(server.listen, listen);
+        assert!(server.tls.is_none());
+        let auth = server.connections.auth.as_ref().expect("auth map");
+        assert_eq!(auth.get("hub"), Some(&hub.password));
+        assert!(config.v5.is_none() && config.ws.is_none() && config.console.is_none());
+        assert_eq!(config.router.max_segment_size, 16 * 1024);
+        assert_eq!(config.router.custom_segment.map(|c| c.len()), Some(3));
+    }
+}
