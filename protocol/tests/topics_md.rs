@@ -30,7 +30,7 @@ use serde_json::Value;
 const EXAMPLE_APPLIANCE: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 /// The shared-subscription group topics.md uses in its example.
 const EXAMPLE_SHARE_GROUP: &str = "fleethub";
-/// The prefixes of the three 409 messages; the text before `:` is fixed.
+/// The three 409 messages, exactly (hub::engine::RejectionKind::message).
 const CONFLICTS: [&str; 3] = [
     "invalid state transition",
     "version mismatch",
@@ -462,10 +462,9 @@ fn check_update_reply(
     check_reply(&reply, MessageKind::JobUpdateReply)?;
     coverage.reply_codes.insert(reply.code);
     if reply.code == ReplyCode::Conflict {
-        let prefix = reply.message.split(':').next().unwrap_or_default();
-        let Some(conflict) = CONFLICTS.into_iter().find(|c| *c == prefix) else {
+        let Some(conflict) = CONFLICTS.into_iter().find(|c| *c == reply.message) else {
             return Err(format!(
-                "409 message `{}` names none of {CONFLICTS:?}",
+                "409 message `{}` is none of {CONFLICTS:?}",
                 reply.message
             ));
         };
