@@ -1,0 +1,452 @@
+//! One simulated appliance's decision logic, free of I/O.
+//!
+//! [`Appliance`] is a state struct in the manner of rumqttc's `state.rs`:
+//! the I/O shell ([`crate::runner`]) feeds it what happened (connected,
+//! a message arrived, a transfer progressed, time passed) together with the
+//! current time, and it answers with [`Action`]s for the shell to carry out
+//! (publish, subscribe, download, go offline, ...) and [`Record`]s for the
+//! statistics. It reads no clock, opens no socket and spawns nothing, so
+//! every behaviour of the agent is unit-tested in `tests.rs` beside it.
+//!
+//! Layout:
+//! - this file: the state, connection events, message dispatch, timers;
+//! - `action`: the time, behaviour, actions and records exchanged with the shell;
+//! - `task`: accepting and running one task of every type, with its faults;
+//! - `transfer`: downloads (resume after a crash) and log uploads;
+//! - `upgrade`: the reboot into new firmware, or the rollback;
+//! - `updates`: stop-and-wait `job/update` with retries by client token;
+//! - `seen`: the expiring set of started task ids;
+//! - `machine`: the simulated firmware, services, volumes, settings.
+
+mod action;
+mod machine;
+mod seen;
+mod task;
+#[cfg(test)]
+mod tests;
+mod transfer;
+mod updates;
+mod upgrade;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use protocol::message::{
+    decode_get_reply, decode_notify, decode_update_reply, GetParams, GetReplyData, GetTarget,
+    Request, Task,
+};
+use protocol::topic::device_filters;
+use protocol::{MessageKind, ReplyCode, ReportedStatus, TaskId};
+
+pub use action::{Action, Behaviour, Now, Offline, Record};
+pub use machine::{Machine, Service};
+pub use seen::SeenTasks;
+pub use transfer::{Download, DownloadFailure, Upload};
+pub use updates::{FollowUp, InFlight, Report, UpdateQueue};
+
+use crate::fault::FaultRng;
+use crate::identity::Identity;
+use task::Execution;
+
+/// A `job/get` waiting for its reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PendingGet {
+    id: String,
+    deadline: u64,
+    tries: u8,
+}
+
+/// Most tasks kept waiting while another runs; the rest is pulled later
+/// with `$next`.
+const BACKLOG: usize = 4;
+/// Delay before a request refused with 429 or 500 is tried again.
+const BACK_OFF_MS: u64 = 2_000;
+
+/// One simulated appliance.
+#[derive(Debug)]
+pub struct Appliance {
+    identity: Identity,
+    behaviour: Arc<Behaviour>,
+    rng: FaultRng,
+    machine: Machine,
+    seen: SeenTasks,
+    updates: UpdateQueue,
+    current: Option<Execution>,
+    backlog: VecDeque<Task>,
+    last_terminal: Option<Report>,
+    last_heartbeat: Option<i64>,
+    get: Option<PendingGet>,
+    connected: bool,
+    forgotten: bool,
+    next_metrics: Option<u64>,
+    next_churn: Option<u64>,
+    nonce: u64,
+    seq: u32,
+}
+
+impl Appliance {
+    /// A new appliance. `rng` decides its faults (derive it from the seed
+    /// and the appliance's index); `nonce` makes its request ids and client
+    /// tokens differ from those of earlier runs with the same identity.
+    pub fn new(
+        identity: Identity,
+        behaviour: Arc<Behaviour>,
+        mut rng: FaultRng,
+        nonce: u64,
+    ) -> Self {
+        let skew = rng.skew_ms(behaviour.faults.max_clock_skew);
+        let machine = Machine::new(behaviour.initial_version.clone(), skew);
+        Self {
+            identity,
+            behaviour,
+            rng,
+            machine,
+            seen: SeenTasks::default(),
+            updates: UpdateQueue::default(),
+            current: None,
+            backlog: VecDeque::new(),
+            last_terminal: None,
+            last_heartbeat: None,
+            get: None,
+            connected: false,
+            forgotten: false,
+            next_metrics: None,
+            next_churn: None,
+            nonce,
+            seq: 0,
+        }
+    }
+
+    /// Who this appliance is (its token changes with updateApplianceConfig).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The simulated machine.
+    pub fn machine(&self) -> &Machine {
+        &self.machine
+    }
+
+    /// True once unregistered: the shell stops feeding it.
+    pub fn is_forgotten(&self) -> bool {
+        self.forgotten
+    }
+
+    /// True while connected (as far as this state knows).
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// The task being run, if any.
+    pub fn current_task(&self) -> Option<&TaskId> {
+        self.current.as_ref().map(|e| &e.task.task_id)
+    }
+
+    /// The report waiting for its reply, if any.
+    pub fn in_flight(&self) -> Option<&InFlight> {
+        self.updates.in_flight()
+    }
+
+    /// The CONNACK arrived: subscribe, pull `$next`, resume what was cut.
+    pub fn on_connected(&mut self, now: Now, out: &mut Vec<Action>) {
+        if self.forgotten {
+            return;
+        }
+        self.connected = true;
+        out.push(Action::Subscribe(device_filters(
+            &self.identity.product_key,
+            &self.identity.appliance_id,
+        )));
+        self.resume_after_connect(now, out);
+        if let Some(flight) = self
+            .updates
+            .resend_after_reconnect(now.mono, self.behaviour.reply_timeout_ms)
+        {
+            out.push(publish_update(&flight.report));
+        }
+        self.send_get(now, out);
+        let interval = self.behaviour.metrics_interval_ms;
+        if self.next_metrics.is_none() {
+            self.next_metrics = interval.map(|i| now.mono + self.rng.below(i.max(1)));
+        }
+        self.next_churn = self
+            .rng
+            .next_churn_in(&self.behaviour.faults)
+            .map(|delay| now.mono + delay);
+        self.flush(now, out);
+    }
+
+    /// The connection dropped without the appliance asking for it.
+    pub fn on_disconnected(&mut self) {
+        self.connected = false;
+    }
+
+    /// A message arrived on one of the appliance's topics.
+    pub fn on_message(
+        &mut self,
+        kind: MessageKind,
+        payload: &[u8],
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
+        if self.forgotten {
+            return;
+        }
+        match kind {
+            MessageKind::JobNotify => match decode_notify(payload) {
+                Ok(notify) => self.on_task(notify.params.task, now, out),
+                Err(_) => out.push(Action::Record(Record::BadMessage)),
+            },
+            MessageKind::JobGetReply => match decode_get_reply(payload) {
+                Ok(reply) => self.on_get_reply(reply, now, out),
+                Err(_) => out.push(Action::Record(Record::BadMessage)),
+            },
+            MessageKind::JobUpdateReply => match decode_update_reply(payload) {
+                Ok(reply) => self.on_update_reply(reply, now, out),
+                Err(_) => out.push(Action::Record(Record::BadMessage)),
+            },
+            MessageKind::JobGet | MessageKind::JobUpdate | MessageKind::MetricsPost => {}
+        }
+        self.flush(now, out);
+    }
+
+    /// Time passed: finish simulated work, retry unanswered requests, post
+    /// metrics, churn.
+    pub fn on_tick(&mut self, now: Now, out: &mut Vec<Action>) {
+        if self.forgotten {
+            return;
+        }
+        self.seen.expire(now.mono);
+        self.advance_work(now, out);
+        if self.connected {
+            self.retry_due(now, out);
+            self.post_metrics_if_due(now, out);
+            self.churn_if_due(now, out);
+        }
+        self.flush(now, out);
+    }
+
+    /// The earliest time `on_tick` has something to do.
+    pub fn next_wake(&self) -> Option<u64> {
+        let work = self.current.as_ref().and_then(Execution::wake_at);
+        let mut wake = work;
+        if self.connected {
+            let deadlines = [
+                self.updates.deadline(),
+                self.get.as_ref().map(|g| g.deadline),
+                self.next_metrics,
+                self.next_churn,
+            ];
+            for at in deadlines.into_iter().flatten() {
+                wake = Some(wake.map_or(at, |w| w.min(at)));
+            }
+        }
+        wake
+    }
+
+    fn next_id(&mut self) -> String {
+        self.seq = self.seq.wrapping_add(1);
+        format!("{:x}-{:x}", self.nonce, self.seq)
+    }
+
+    fn send_get(&mut self, now: Now, out: &mut Vec<Action>) {
+        let id = self.next_id();
+        out.push(publish_get(&id));
+        self.get = Some(PendingGet {
+            id,
+            deadline: now.mono + self.behaviour.reply_timeout_ms,
+            tries: 1,
+        });
+    }
+
+    fn on_get_reply(
+        &mut self,
+        reply: protocol::message::Reply<GetReplyData>,
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
+        if self.get.as_ref().is_none_or(|g| g.id != reply.id) {
+            return;
+        }
+        self.get = None;
+        match (reply.code, reply.data) {
+            (ReplyCode::Ok, Some(GetReplyData::One { task: Some(task) })) => {
+                self.on_task(*task, now, out)
+            }
+            (ReplyCode::Ok, _) => {}
+            (code, _) => out.push(Action::Record(Record::Refused(code))),
+        }
+    }
+
+    fn on_update_reply(
+        &mut self,
+        reply: protocol::message::Reply<protocol::message::UpdateReplyData>,
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
+        match reply.code {
+            ReplyCode::Throttled | ReplyCode::Internal => {
+                if self.updates.in_flight().is_some_and(|f| {
+                    f.report.params.client_token.as_deref() == Some(reply.id.as_str())
+                }) {
+                    out.push(Action::Record(Record::Refused(reply.code)));
+                    self.updates.back_off(now.mono, BACK_OFF_MS);
+                }
+                return;
+            }
+            ReplyCode::Ok | ReplyCode::BadRequest | ReplyCode::NotFound | ReplyCode::Conflict => {}
+        }
+        let Some(flight) = self.updates.settle(&reply.id) else {
+            return;
+        };
+        let report = flight.report;
+        let was_last = self.last_terminal.as_ref().map(|r| &r.params.client_token)
+            == Some(&report.params.client_token);
+        if was_last {
+            // The hub has the final report: nothing left to send again.
+            self.last_terminal = None;
+        }
+        if reply.code == ReplyCode::Ok {
+            let terminal = report.params.status != ReportedStatus::InProgress;
+            out.push(Action::Record(Record::Accepted {
+                status: report.params.status,
+                latency_ms: terminal.then(|| now.mono.saturating_sub(report.task_arrived)),
+            }));
+        } else {
+            out.push(Action::Record(Record::Refused(reply.code)));
+            let hub_done = reply.data.is_some_and(|d| d.status.is_terminal());
+            if hub_done || reply.code == ReplyCode::NotFound {
+                self.abandon(&report.params.task_id, now, out);
+            }
+        }
+        self.settled(report, now, out);
+    }
+
+    fn retry_due(&mut self, now: Now, out: &mut Vec<Action>) {
+        let timeout = self.behaviour.reply_timeout_ms;
+        match self
+            .updates
+            .on_tick(now.mono, timeout, self.behaviour.max_tries)
+        {
+            Some(Ok(flight)) => {
+                out.push(publish_update(&flight.report));
+                out.push(Action::Record(Record::Retry));
+            }
+            Some(Err(flight)) => {
+                out.push(Action::Record(Record::GaveUp));
+                self.settled(flight.report, now, out);
+            }
+            None => {}
+        }
+        let due = self.get.as_ref().is_some_and(|g| g.deadline <= now.mono);
+        if due {
+            let max_tries = self.behaviour.max_tries;
+            if let Some(get) = self.get.as_mut().filter(|g| g.tries < max_tries) {
+                get.tries += 1;
+                get.deadline = now.mono + timeout;
+                out.push(publish_get(&get.id));
+                out.push(Action::Record(Record::Retry));
+            } else {
+                self.get = None;
+                out.push(Action::Record(Record::GaveUp));
+            }
+        }
+    }
+
+    fn post_metrics_if_due(&mut self, now: Now, out: &mut Vec<Action>) {
+        let (Some(at), Some(interval)) = (self.next_metrics, self.behaviour.metrics_interval_ms)
+        else {
+            return;
+        };
+        if at <= now.mono {
+            self.next_metrics = Some(now.mono + interval.max(1));
+            self.post_metrics(now, out);
+        }
+    }
+
+    fn post_metrics(&mut self, now: Now, out: &mut Vec<Action>) {
+        let wobble = self.rng.below(1000);
+        let params = self.machine.metrics(now.wall, wobble);
+        let id = self.next_id();
+        out.push(Action::Publish {
+            kind: MessageKind::MetricsPost,
+            payload: to_json(&Request::new(id, params)),
+        });
+        out.push(Action::Record(Record::MetricsPosted));
+    }
+
+    fn churn_if_due(&mut self, now: Now, out: &mut Vec<Action>) {
+        if self.next_churn.is_none_or(|at| at > now.mono) || self.is_rebooting() {
+            return;
+        }
+        self.next_churn = None;
+        self.connected = false;
+        let for_ms = self.rng.churn_offline_ms(&self.behaviour.faults);
+        out.push(Action::GoOffline {
+            reason: Offline::Churn,
+            for_ms,
+        });
+        out.push(Action::Record(Record::Churn));
+    }
+
+    /// Sends the next waiting report when connected and nothing is in flight.
+    fn flush(&mut self, now: Now, out: &mut Vec<Action>) {
+        if !self.connected || self.forgotten {
+            return;
+        }
+        let timeout = self.behaviour.reply_timeout_ms;
+        if let Some(flight) = self.updates.start_next(now.mono, timeout) {
+            out.push(publish_update(&flight.report));
+        }
+    }
+
+    /// Stamps a report with its client token (kept for every retry) and
+    /// queues it.
+    fn queue_report(&mut self, mut report: Report, out: &mut Vec<Action>) {
+        if report.params.client_token.is_none() {
+            report.params.client_token = Some(self.next_id());
+        }
+        match self.updates.push(report) {
+            updates::Pushed::Queued => {}
+            updates::Pushed::DroppedOlder | updates::Pushed::Refused => {
+                out.push(Action::Record(Record::QueueFull))
+            }
+        }
+    }
+
+    /// Queues the terminal report of a task and remembers it, to send the
+    /// same report again if the hub still offers that task.
+    fn queue_final(&mut self, mut report: Report, out: &mut Vec<Action>) {
+        if report.params.client_token.is_none() {
+            report.params.client_token = Some(self.next_id());
+        }
+        self.last_terminal = Some(report.clone());
+        self.queue_report(report, out);
+    }
+}
+
+fn publish_get(id: &str) -> Action {
+    let request = Request::new(
+        id,
+        GetParams {
+            task_id: GetTarget::Next,
+        },
+    );
+    Action::Publish {
+        kind: MessageKind::JobGet,
+        payload: to_json(&request),
+    }
+}
+
+fn publish_update(report: &Report) -> Action {
+    let id = report.params.client_token.clone().unwrap_or_default();
+    Action::Publish {
+        kind: MessageKind::JobUpdate,
+        payload: to_json(&Request::new(id, &report.params)),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs into a Vec cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}

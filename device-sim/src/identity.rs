@@ -1,0 +1,126 @@
+//! Appliance identities: who an appliance is on the wire, and the
+//! identities file that saves them between runs (the same shape as the
+//! hub's provisioning answer).
+
+use std::path::Path;
+
+use anyhow::Context;
+use protocol::{ApplianceId, ProductKey};
+use serde::{Deserialize, Serialize};
+
+/// One appliance's identity.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    /// Its id: MQTT client id and username.
+    pub appliance_id: ApplianceId,
+    /// Its secret: MQTT password.
+    #[serde(rename = "applianceToken")]
+    pub token: String,
+    /// Its namespace's first level.
+    #[serde(skip, default)]
+    pub product_key: ProductKey,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("appliance_id", &self.appliance_id)
+            .field("token", &"<redacted>")
+            .field("product_key", &self.product_key)
+            .finish()
+    }
+}
+
+/// A set of identities of one product: the identities file, and the body
+/// of the hub's answer to `POST /api/v1/appliances`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identities {
+    /// Their product key.
+    pub product_key: ProductKey,
+    /// The appliances.
+    pub appliances: Vec<Identity>,
+}
+
+impl Identities {
+    /// Sets every identity's product key from the set's.
+    pub fn normalized(mut self) -> Self {
+        for identity in &mut self.appliances {
+            identity.product_key = self.product_key.clone();
+        }
+        self
+    }
+
+    /// Reads an identities file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read(path)
+            .with_context(|| format!("reading identities from {}", path.display()))?;
+        let identities: Identities = serde_json::from_slice(&text)
+            .with_context(|| format!("parsing identities in {}", path.display()))?;
+        Ok(identities.normalized())
+    }
+
+    /// Writes an identities file (readable by the owner only: it holds tokens).
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_vec_pretty(self)?;
+        write_private(path, &text)
+            .with_context(|| format!("writing identities to {}", path.display()))
+    }
+
+    /// `count` identities with random ids sharing one username/password,
+    /// for brokers that authenticate with fixed credentials.
+    pub fn random(count: usize, token: &str) -> Self {
+        let appliances = (0..count)
+            .map(|_| Identity {
+                appliance_id: ApplianceId::new_random(),
+                token: token.to_owned(),
+                product_key: ProductKey::default(),
+            })
+            .collect();
+        Self {
+            product_key: ProductKey::default(),
+            appliances,
+        }
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_round_trip_sets_product_key_and_redacts() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("device-sim-id-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("ids.json");
+        let text = r#"{"productKey": "pk1", "appliances": [
+            {"applianceId": "0f8fad5b-d9cb-469f-a165-70867728950e", "applianceToken": "s3cret"}]}"#;
+        std::fs::write(&path, text)?;
+        let ids = Identities::load(&path)?;
+        assert_eq!(ids.appliances[0].product_key.as_str(), "pk1");
+        assert!(!format!("{:?}", ids.appliances[0]).contains("s3cret"));
+        ids.save(&path)?;
+        assert_eq!(Identities::load(&path)?, ids);
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}

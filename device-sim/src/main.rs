@@ -1,0 +1,3 @@
+//! The `device-sim` binary (placeholder until the CLI lands).
+
+fn main() {}
