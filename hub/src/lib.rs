@@ -4,7 +4,23 @@
 //! - [`model`]: domain types and ids shared by the layers.
 //! - [`engine`]: the execution state machine; pure, no I/O, no clock.
 //! - [`store`]: SQLite persistence; the only module that speaks SQL.
+//! - [`device`]: what the hub answers to appliances' requests.
+//! - [`mqtt`]: the hub's MQTT client, dispatcher, throttle and outbox.
+//! - [`edge`]: appliance authentication and presence for the device edge.
+//! - [`jobs`], [`scheduler`]: creating, releasing and canceling jobs.
+//! - [`api`]: the REST API.
+//! - [`config`], [`app`]: settings and the assembly of a running hub.
 
+pub mod api;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod credentials;
+pub mod device;
+pub mod edge;
 pub mod engine;
+pub mod jobs;
 pub mod model;
+pub mod mqtt;
+pub mod scheduler;
 pub mod store;

@@ -1,1 +1,80 @@
-fn main() {}
+//! The `hub` binary: `hub serve` runs Fleethub with its embedded defaults.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hub::app::Hub;
+use hub::clock::SystemClock;
+use hub::config::{Config, ServeArgs};
+use std::sync::Arc;
+
+/// Fleethub: an MQTT-first hub for fleets of on-premise appliances.
+#[derive(Debug, Parser)]
+#[command(name = "hub", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the hub: REST API, device MQTT, job engine and schedulers.
+    Serve(ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=warn".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(args)?;
+    let hub = Hub::start(config, Arc::new(SystemClock)).await?;
+    if let Some(token) = hub.new_admin_token() {
+        println!(
+            "admin token (shown once, also in the data directory's admin-token file): {token}"
+        );
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    hub.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

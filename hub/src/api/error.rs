@@ -1,0 +1,128 @@
+//! The one error type of the REST API. Every error answers with its HTTP
+//! status and the body `{"status": <code>, "message": "...", "cause": "..."}`;
+//! one `match` chooses the status. Internal failures are logged and never
+//! leak their details.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// Everything a handler can answer instead of success.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request is malformed or invalid.
+    BadRequest {
+        /// What was wrong, for a person.
+        message: String,
+        /// The detail (a field, a parser's words).
+        cause: String,
+    },
+    /// 401: no or wrong credentials.
+    Unauthorized(&'static str),
+    /// 404: no such resource (or not the caller's).
+    NotFound(&'static str),
+    /// 409: the resource's state forbids it.
+    Conflict(String),
+    /// 413: the body is too large.
+    PayloadTooLarge,
+    /// 415: the body is not JSON.
+    UnsupportedMediaType,
+    /// 503: the hub is overloaded or shutting down; retry later.
+    Unavailable,
+    /// 500: a failure of the hub itself; details go to the log only.
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    status: u16,
+    message: &'a str,
+    cause: &'a str,
+}
+
+impl ApiError {
+    /// A 400 with a message and its cause.
+    pub fn bad_request(message: impl Into<String>, cause: impl ToString) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            cause: cause.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message, cause) = match &self {
+            Self::BadRequest { message, cause } => {
+                (StatusCode::BAD_REQUEST, message.as_str(), cause.as_str())
+            }
+            Self::Unauthorized(cause) => (StatusCode::UNAUTHORIZED, "unauthorized", *cause),
+            Self::NotFound(what) => (StatusCode::NOT_FOUND, "not found", *what),
+            Self::Conflict(cause) => (StatusCode::CONFLICT, "conflict", cause.as_str()),
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload too large",
+                "the request body exceeds the limit",
+            ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported media type",
+                "expected Content-Type: application/json",
+            ),
+            Self::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the hub is busy; retry later",
+            ),
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "internal error answering a REST request");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                    "see the hub's log",
+                )
+            }
+        };
+        let body = ErrorBody {
+            status: status.as_u16(),
+            message,
+            cause,
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Busy | StoreError::Closed => Self::Unavailable,
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType,
+            JsonRejection::BytesRejection(_) => Self::PayloadTooLarge,
+            other => Self::bad_request("invalid JSON body", other.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::bad_request("invalid path parameter", rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::bad_request("invalid query parameter", rejection.body_text())
+    }
+}

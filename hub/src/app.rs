@@ -1,0 +1,226 @@
+//! Assembles a running hub from a [`Config`]: store, broker (embedded or
+//! external), the MQTT client and its dispatcher, the outbox, the
+//! scheduler and the REST listener. [`Hub::shutdown`] stops accepting,
+//! lets every task finish and drains the store's writer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::Request;
+use broker::{BrokerLimits, Credentials, EmbeddedBroker};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+
+use crate::api::{self, AppState};
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::credentials::AdminToken;
+use crate::device::DeviceGateway;
+use crate::jobs::JobService;
+use crate::mqtt::outbox::Outbox;
+use crate::mqtt::throttle::Throttle;
+use crate::mqtt::{dispatch, link, MqttSettings};
+use crate::scheduler;
+use crate::store::{Store, StoreError, StoreOptions};
+
+/// Most device messages handled concurrently.
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// Why the hub could not start.
+#[derive(Debug, Error)]
+pub enum HubError {
+    /// A file or socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The database could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The embedded broker did not start.
+    #[error("embedded broker: {0}")]
+    Broker(#[from] broker::BrokerError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HubError {
+    let what = what.into();
+    move |source| HubError::Io { what, source }
+}
+
+/// A running hub.
+pub struct Hub {
+    http_addr: SocketAddr,
+    broker: Option<EmbeddedBroker>,
+    new_admin_token: Option<String>,
+    store: Store,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Hub {
+    /// Starts everything the configuration asks for and returns once every
+    /// listener is bound.
+    pub async fn start(config: Config, clock: SharedClock) -> Result<Self, HubError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(io(format!("creating {}", config.data_dir.display())))?;
+        let store = Store::open(
+            &config.data_dir.join("hub.db"),
+            StoreOptions {
+                synchronous: config.synchronous,
+                ..StoreOptions::default()
+            },
+        )?;
+        let (admin_token, new_admin_token) = match &config.admin_token {
+            Some(secret) => (AdminToken::from_secret(secret), None),
+            None => AdminToken::load_or_create(&config.data_dir)
+                .map_err(io("reading the admin token"))?,
+        };
+        let (broker, mqtt) = connect_broker(&config).await?;
+
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let (client, inbound) = link::start(&mqtt, shutdown.clone(), &tracker);
+        let outbox =
+            Outbox::start(client.clone(), store.clone(), shutdown.clone(), &tracker).await?;
+        let scheduler = scheduler::start(
+            store.clone(),
+            outbox.clone(),
+            clock.clone(),
+            shutdown.clone(),
+            &tracker,
+        );
+        let gateway = DeviceGateway::new(store.clone(), clock.clone());
+        tracker.spawn(dispatch::run(
+            inbound,
+            client,
+            gateway,
+            Arc::new(Throttle::new(50, 20)),
+            MAX_IN_FLIGHT,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+
+        let state = AppState {
+            store: store.clone(),
+            jobs: JobService::new(store.clone(), outbox, scheduler, clock.clone()),
+            admin_token,
+            clock,
+            product_key: config.product_key.clone(),
+        };
+        let http_addr = serve_http(&config, state, shutdown.clone(), &tracker).await?;
+        tracing::info!(%http_addr, "REST API listening");
+        Ok(Self {
+            http_addr,
+            broker,
+            new_admin_token,
+            store,
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// Where the REST API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The embedded broker's loopback address, when it is used.
+    pub fn broker_addr(&self) -> Option<SocketAddr> {
+        self.broker.as_ref().map(EmbeddedBroker::addr)
+    }
+
+    /// Internal credentials of the embedded broker (tests use them to play
+    /// appliances before the device edge is in front).
+    pub fn broker_credentials(&self) -> Option<&Credentials> {
+        self.broker.as_ref().map(EmbeddedBroker::hub_credentials)
+    }
+
+    /// The admin token, when this start created it (print it once).
+    pub fn new_admin_token(&self) -> Option<&str> {
+        self.new_admin_token.as_deref()
+    }
+
+    /// The store, for tests and tools in this process.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops accepting, waits for every task, and drains the writer.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        if let Err(err) = self.store.close().await {
+            tracing::error!(%err, "closing the store");
+        }
+    }
+}
+
+async fn connect_broker(
+    config: &Config,
+) -> Result<(Option<EmbeddedBroker>, MqttSettings), HubError> {
+    let settings = |host: String, port, username, password| MqttSettings {
+        host,
+        port,
+        username,
+        password,
+        client_id: config.client_id.clone(),
+        share_group: config.share_group.clone(),
+        max_in_flight: MAX_IN_FLIGHT,
+    };
+    match &config.broker {
+        Some(external) => Ok((
+            None,
+            settings(
+                external.host.clone(),
+                external.port,
+                external.username.clone(),
+                external.password.clone(),
+            ),
+        )),
+        None => {
+            let broker = EmbeddedBroker::start(BrokerLimits::default()).await?;
+            let creds = broker.hub_credentials().clone();
+            let addr = broker.addr();
+            tracing::info!(%addr, "embedded broker listening on loopback");
+            let mqtt = settings(
+                addr.ip().to_string(),
+                addr.port(),
+                Some(creds.username),
+                Some(creds.password),
+            );
+            Ok((Some(broker), mqtt))
+        }
+    }
+}
+
+async fn serve_http(
+    config: &Config,
+    state: AppState,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<SocketAddr, HubError> {
+    let listener = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(io(format!("binding REST listener {}", config.http_addr)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(io("reading the REST address"))?;
+    let app = NormalizePathLayer::trim_trailing_slash().layer(api::router(state));
+    let service = axum::ServiceExt::<Request>::into_make_service(app);
+    tracker.spawn(async move {
+        let server =
+            axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(err) = server.await {
+            tracing::error!(%err, "REST server failed");
+        }
+    });
+    Ok(addr)
+}

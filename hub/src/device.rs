@@ -1,0 +1,166 @@
+//! What the hub answers to an appliance's message, independent of the MQTT
+//! transport: `job/get` and `job/update` produce exactly one reply each
+//! (also for malformed input), `event/metrics/post` produces none.
+//!
+//! A reply to an update is built only after its transition is committed:
+//! [`crate::store::Store::record_update`] returns after the commit.
+
+use protocol::message::{
+    decode_get, decode_metrics, decode_update, peek_request_id, GetReplyData, GetTarget, Reply,
+    UpdateReplyData,
+};
+use protocol::{MessageKind, ReplyCode, Topic};
+use serde::Serialize;
+
+use crate::clock::SharedClock;
+use crate::store::{Store, StoreError, UpdateResult};
+
+/// A message for an appliance: topic and JSON payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Where to publish.
+    pub topic: String,
+    /// The JSON payload.
+    pub payload: Vec<u8>,
+}
+
+/// Answers appliances' requests from the store.
+#[derive(Clone)]
+pub struct DeviceGateway {
+    store: Store,
+    clock: SharedClock,
+}
+
+impl DeviceGateway {
+    /// A gateway over `store`, reading time from `clock`.
+    pub fn new(store: Store, clock: SharedClock) -> Self {
+        Self { store, clock }
+    }
+
+    /// Handles one message published by an appliance on `topic`.
+    pub async fn handle(&self, topic: &Topic, payload: &[u8]) -> Option<Outgoing> {
+        match topic.kind {
+            MessageKind::JobGet => Some(self.get(topic, payload).await),
+            MessageKind::JobUpdate => Some(self.update(topic, payload).await),
+            MessageKind::MetricsPost => {
+                if let Err(err) = decode_metrics(payload) {
+                    tracing::debug!(appliance = %topic.appliance_id, %err, "metrics refused");
+                }
+                None
+            }
+            // Hub-to-device kinds are never subscribed to by the hub.
+            MessageKind::JobNotify | MessageKind::JobGetReply | MessageKind::JobUpdateReply => None,
+        }
+    }
+
+    async fn get(&self, topic: &Topic, payload: &[u8]) -> Outgoing {
+        let kind = MessageKind::JobGetReply;
+        let request = match decode_get(payload) {
+            Ok(request) => request,
+            Err(err) => return bad_request::<GetReplyData>(topic, kind, payload, &err),
+        };
+        let appliance = topic.appliance_id;
+        let id = request.id;
+        let result = match request.params.task_id {
+            GetTarget::Next => self.store.next_task(appliance).await.map(|task| {
+                Some(GetReplyData::One {
+                    task: task.map(Box::new),
+                })
+            }),
+            GetTarget::List => self
+                .store
+                .list_tasks(appliance)
+                .await
+                .map(|tasks| Some(GetReplyData::List { tasks })),
+            GetTarget::Task(task_id) => {
+                self.store.get_task(appliance, &task_id).await.map(|task| {
+                    task.map(|t| GetReplyData::One {
+                        task: Some(Box::new(t)),
+                    })
+                })
+            }
+        };
+        let reply = match result {
+            Ok(Some(data)) => Reply::ok(id, kind, data),
+            Ok(None) => Reply::new(id, kind, ReplyCode::NotFound, None, "unknown task"),
+            Err(err) => store_failure(id, kind, &err),
+        };
+        encode(topic, kind, &reply)
+    }
+
+    async fn update(&self, topic: &Topic, payload: &[u8]) -> Outgoing {
+        let kind = MessageKind::JobUpdateReply;
+        let request = match decode_update(payload) {
+            Ok(request) => request,
+            Err(err) => return bad_request::<UpdateReplyData>(topic, kind, payload, &err),
+        };
+        let now = self.clock.now();
+        let id = request.id;
+        let reply = match self
+            .store
+            .record_update(topic.appliance_id, request.params, now)
+            .await
+        {
+            Ok(UpdateResult::Accepted(data) | UpdateResult::Duplicate(data)) => {
+                Reply::ok(id, kind, data)
+            }
+            Ok(UpdateResult::Rejected(rejection)) => Reply::new(
+                id,
+                kind,
+                rejection.code(),
+                Some(rejection.current.clone()),
+                rejection.message(),
+            ),
+            Ok(UpdateResult::NotFound) => {
+                Reply::new(id, kind, ReplyCode::NotFound, None, "unknown task")
+            }
+            Err(err) => store_failure(id, kind, &err),
+        };
+        encode(topic, kind, &reply)
+    }
+}
+
+fn bad_request<D: Serialize>(
+    topic: &Topic,
+    kind: MessageKind,
+    payload: &[u8],
+    err: &protocol::ProtocolError,
+) -> Outgoing {
+    let id = peek_request_id(payload).unwrap_or_default();
+    tracing::debug!(appliance = %topic.appliance_id, %err, "request refused");
+    let reply: Reply<D> = Reply::new(id, kind, ReplyCode::BadRequest, None, err.to_string());
+    encode(topic, kind, &reply)
+}
+
+fn store_failure<D>(id: String, kind: MessageKind, err: &StoreError) -> Reply<D> {
+    match err {
+        StoreError::Busy => Reply::new(
+            id,
+            kind,
+            ReplyCode::Throttled,
+            None,
+            "throttled: retry later",
+        ),
+        other => {
+            tracing::error!(error = %other, "store failure while answering an appliance");
+            Reply::new(
+                id,
+                kind,
+                ReplyCode::Internal,
+                None,
+                "internal error: retry later",
+            )
+        }
+    }
+}
+
+fn encode<D: Serialize>(topic: &Topic, kind: MessageKind, reply: &Reply<D>) -> Outgoing {
+    let reply_topic = Topic::new(topic.product_key.clone(), topic.appliance_id, kind);
+    // Serializing plain data structures cannot fail; an empty payload would
+    // still be a reply the appliance can time out on.
+    let payload = serde_json::to_vec(reply).unwrap_or_default();
+    Outgoing {
+        topic: reply_topic.to_string(),
+        payload,
+    }
+}

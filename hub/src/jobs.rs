@@ -1,0 +1,136 @@
+//! Creating and canceling jobs: validates what the REST layer parsed, saves
+//! it through the store and wakes the scheduler that releases executions.
+
+use protocol::{ApplianceId, JobDocument, ProtocolError, TaskType};
+use thiserror::Error;
+
+use crate::clock::SharedClock;
+use crate::model::{CustomerId, JobId};
+use crate::mqtt::outbox::Outbox;
+use crate::scheduler::SchedulerHandle;
+use crate::store::{NewJob, Store, StoreError};
+
+/// Most appliances one job may target by id.
+pub const MAX_TARGETS: usize = 100_000;
+
+/// Why a job request was refused.
+#[derive(Debug, Error)]
+pub enum JobError {
+    /// The document is not valid for its task type.
+    #[error("invalid job document: {0}")]
+    InvalidDocument(#[from] ProtocolError),
+    /// Heartbeats are sent by the hub itself, never queued as jobs.
+    #[error("heartbeat tasks are sent by the hub and cannot be queued")]
+    HeartbeatNotQueueable,
+    /// No appliance to run it on.
+    #[error("the job targets no appliance")]
+    NoTargets,
+    /// More targets than [`MAX_TARGETS`].
+    #[error("the job targets {0} appliances; the limit is {MAX_TARGETS}")]
+    TooManyTargets(usize),
+    /// Some targets do not exist (or are not the caller's).
+    #[error("unknown appliances: {0}")]
+    UnknownAppliances(String),
+    /// No such job.
+    #[error("unknown job")]
+    NotFound,
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for JobError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::UnknownAppliances(ids) => {
+                let shown: Vec<String> = ids.iter().take(10).map(ToString::to_string).collect();
+                let more = ids.len().saturating_sub(shown.len());
+                let mut text = shown.join(", ");
+                if more > 0 {
+                    text.push_str(&format!(" and {more} more"));
+                }
+                Self::UnknownAppliances(text)
+            }
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// A validated request for a new job.
+#[derive(Debug, Clone)]
+pub struct CreateJob {
+    /// The customer whose appliances are targeted, for customer callers.
+    pub customer_id: Option<CustomerId>,
+    /// What to do.
+    pub document: JobDocument,
+    /// Where.
+    pub targets: Vec<ApplianceId>,
+}
+
+/// Job operations shared by the REST API and the schedulers.
+#[derive(Clone)]
+pub struct JobService {
+    store: Store,
+    outbox: Outbox,
+    scheduler: SchedulerHandle,
+    clock: SharedClock,
+}
+
+impl JobService {
+    /// The service over its collaborators.
+    pub fn new(
+        store: Store,
+        outbox: Outbox,
+        scheduler: SchedulerHandle,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            store,
+            outbox,
+            scheduler,
+            clock,
+        }
+    }
+
+    /// Saves a job and its executions (QUEUED) in one transaction and wakes
+    /// the scheduler, which releases them.
+    pub async fn create(&self, request: CreateJob) -> Result<JobId, JobError> {
+        request.document.validate()?;
+        if request.document.task_type() == TaskType::Heartbeat {
+            return Err(JobError::HeartbeatNotQueueable);
+        }
+        let mut targets = request.targets;
+        targets.sort_unstable();
+        targets.dedup();
+        if targets.is_empty() {
+            return Err(JobError::NoTargets);
+        }
+        if targets.len() > MAX_TARGETS {
+            return Err(JobError::TooManyTargets(targets.len()));
+        }
+        let job_id = JobId::new_random();
+        self.store
+            .create_job(NewJob {
+                job_id,
+                customer_id: request.customer_id,
+                document: request.document,
+                targets,
+                now: self.clock.now(),
+            })
+            .await?;
+        self.scheduler.wake();
+        Ok(job_id)
+    }
+
+    /// Cancels a job: QUEUED and SENT executions (and IN_PROGRESS ones with
+    /// `force`) end CANCELED, and appliances that had the task are told.
+    pub async fn cancel(&self, job_id: JobId, force: bool) -> Result<(), JobError> {
+        let notifications = self
+            .store
+            .cancel_job(job_id, force, self.clock.now())
+            .await?
+            .ok_or(JobError::NotFound)?;
+        self.outbox.send(notifications).await;
+        Ok(())
+    }
+}

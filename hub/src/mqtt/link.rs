@@ -1,0 +1,102 @@
+//! Drives the MQTT event loop: reconnects with backoff, subscribes on every
+//! CONNACK, and hands incoming publishes to the dispatcher's queue without
+//! ever waiting (a full queue is logged; the broker's in-flight window keeps
+//! it from happening, since unacknowledged publishes are bounded by it).
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS, SubscribeFilter};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::MqttSettings;
+
+/// Capacity of the queue between the event loop and the dispatcher.
+pub const INBOUND_QUEUE: usize = 16_384;
+
+/// Connects (lazily: the event loop connects when first polled) and returns
+/// the client and the queue of incoming device publishes.
+pub fn start(
+    settings: &MqttSettings,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> (AsyncClient, mpsc::Receiver<Publish>) {
+    let (client, eventloop) = AsyncClient::new(settings.options(), 10_000);
+    let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+    let filters = protocol::topic::hub_filters(settings.share_group.as_deref());
+    let driver = Driver {
+        client: client.clone(),
+        filters,
+        tx,
+        tracker: tracker.clone(),
+    };
+    tracker.spawn(driver.run(eventloop, shutdown));
+    (client, rx)
+}
+
+struct Driver {
+    client: AsyncClient,
+    filters: Vec<String>,
+    tx: mpsc::Sender<Publish>,
+    tracker: TaskTracker,
+}
+
+impl Driver {
+    async fn run(self, mut eventloop: EventLoop, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let event = tokio::select! {
+                () = shutdown.cancelled() => break,
+                event = eventloop.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!("connected to the MQTT broker");
+                    backoff = Duration::from_millis(50);
+                    self.subscribe();
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if let Err(err) = self.tx.try_send(publish) {
+                        tracing::error!(%err, "device message queue full; message left unacknowledged");
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(%err, retry_in = ?backoff, "MQTT connection lost");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        // Flush what was queued (replies, acknowledgements), then say goodbye.
+        let _ = self.client.try_disconnect();
+        let drain = async {
+            while let Ok(event) = eventloop.poll().await {
+                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    }
+
+    /// Subscribing waits on the client's request queue, which this loop
+    /// drains, so it runs in a task of its own.
+    fn subscribe(&self) {
+        let client = self.client.clone();
+        let filters: Vec<_> = self
+            .filters
+            .iter()
+            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
+            .collect();
+        self.tracker.spawn(async move {
+            if let Err(err) = client.subscribe_many(filters).await {
+                tracing::error!(%err, "subscribing to device topics failed");
+            }
+        });
+    }
+}

@@ -1,0 +1,126 @@
+//! A hub in-process, on port 0, in a data directory the test owns.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use hub::app::Hub;
+use hub::clock::SystemClock;
+use hub::config::{Config, ServeArgs};
+use protocol::ApplianceId;
+use serde_json::{json, Value};
+
+use crate::appliance::{Identity, TestAppliance};
+
+/// The admin token of every test hub.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running hub and a REST client for it.
+pub struct TestHub {
+    hub: Hub,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl TestHub {
+    /// Starts a hub whose data lives in `data_dir`.
+    pub async fn start(data_dir: &Path) -> anyhow::Result<Self> {
+        crate::init_logging();
+        let args = ServeArgs {
+            http_addr: Some("127.0.0.1:0".parse()?),
+            mqtts_addr: Some("127.0.0.1:0".parse()?),
+            data_dir: Some(data_dir.to_owned()),
+            certs_dir: Some(data_dir.join("certs")),
+            ..ServeArgs::default()
+        };
+        let config = Config::merge(args, ServeArgs::default(), Some(ADMIN_TOKEN.into()))?;
+        let hub = Hub::start(config, Arc::new(SystemClock)).await?;
+        let base = format!("http://{}", hub.http_addr());
+        Ok(Self {
+            hub,
+            base,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// The running hub.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Stops the hub (gracefully).
+    pub async fn stop(self) {
+        self.hub.shutdown().await;
+    }
+
+    /// A request with the admin token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// POST JSON as admin; returns status and body.
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .request(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await?;
+        Ok((response.status().as_u16(), response.json().await?))
+    }
+
+    /// GET as admin; returns status and body.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let response = self.request(reqwest::Method::GET, path).send().await?;
+        Ok((response.status().as_u16(), response.json().await?))
+    }
+
+    /// Provisions `count` appliance identities.
+    pub async fn provision(&self, count: usize) -> anyhow::Result<Vec<Identity>> {
+        let (status, body) = self
+            .post("/api/v1/appliances", &json!({"count": count}))
+            .await?;
+        if status != 201 {
+            bail!("provisioning answered {status}: {body}");
+        }
+        Ok(serde_json::from_value(body["appliances"].clone())?)
+    }
+
+    /// Creates a job for `targets`; returns its id.
+    pub async fn create_job(
+        &self,
+        document: Value,
+        targets: &[ApplianceId],
+    ) -> anyhow::Result<String> {
+        let task_type = document["taskType"].clone();
+        let body = json!({"taskType": task_type, "document": document, "targets": {"applianceIds": targets}});
+        let (status, body) = self.post("/api/v1/jobs", &body).await?;
+        if status != 201 {
+            bail!("job creation answered {status}: {body}");
+        }
+        body["jobId"]
+            .as_str()
+            .map(str::to_owned)
+            .context("jobId in the answer")
+    }
+
+    /// A job's summary.
+    pub async fn job(&self, job_id: &str) -> anyhow::Result<Value> {
+        let (status, body) = self.get(&format!("/api/v1/jobs/{job_id}")).await?;
+        if status != 200 {
+            bail!("job summary answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// Connects an appliance through the embedded broker with the hub's
+    /// internal credentials (the tests of the device edge connect through
+    /// the edge instead).
+    pub async fn connect_internal(&self, id: ApplianceId) -> anyhow::Result<TestAppliance> {
+        let addr = self.hub.broker_addr().context("embedded broker")?;
+        let creds = self.hub.broker_credentials().context("embedded broker")?;
+        TestAppliance::connect_plain(id, addr, &creds.username, &creds.password).await
+    }
+}
