@@ -36,11 +36,11 @@ use protocol::message::{
     Request, Task,
 };
 use protocol::topic::device_filters;
-use protocol::{MessageKind, ReplyCode, ReportedStatus, TaskId};
+use protocol::{ExecutionStatus, MessageKind, ReplyCode, ReportedStatus, TaskId};
 
 pub use action::{Action, Behaviour, Now, Offline, Record};
 pub use machine::{Machine, Service};
-pub use seen::SeenTasks;
+pub use seen::{Seen, SeenTasks};
 pub use transfer::{Download, DownloadFailure, Upload};
 pub use updates::{FollowUp, InFlight, Report, UpdateQueue};
 
@@ -59,8 +59,6 @@ struct PendingGet {
 /// Most tasks kept waiting while another runs; the rest is pulled later
 /// with `$next`.
 const BACKLOG: usize = 4;
-/// Delay before a request refused with 429 or 500 is tried again.
-const BACK_OFF_MS: u64 = 2_000;
 
 /// One simulated appliance.
 #[derive(Debug)]
@@ -73,7 +71,6 @@ pub struct Appliance {
     updates: UpdateQueue,
     current: Option<Execution>,
     backlog: VecDeque<Task>,
-    last_terminal: Option<Report>,
     last_heartbeat: Option<i64>,
     get: Option<PendingGet>,
     connected: bool,
@@ -105,7 +102,6 @@ impl Appliance {
             updates: UpdateQueue::default(),
             current: None,
             backlog: VecDeque::new(),
-            last_terminal: None,
             last_heartbeat: None,
             get: None,
             connected: false,
@@ -195,7 +191,7 @@ impl Appliance {
         match kind {
             MessageKind::JobNotify => match decode_notify(payload) {
                 Ok(notify) => self.on_task(notify.params.task, now, out),
-                Err(_) => out.push(Action::Record(Record::BadMessage)),
+                Err(error) => self.reject_undecodable(payload, &error, now, out),
             },
             MessageKind::JobGetReply => match decode_get_reply(payload) {
                 Ok(reply) => self.on_get_reply(reply, now, out),
@@ -290,7 +286,8 @@ impl Appliance {
                     f.report.params.client_token.as_deref() == Some(reply.id.as_str())
                 }) {
                     out.push(Action::Record(Record::Refused(reply.code)));
-                    self.updates.back_off(now.mono, BACK_OFF_MS);
+                    self.updates
+                        .back_off(now.mono, self.behaviour.reply_timeout_ms);
                 }
                 return;
             }
@@ -300,12 +297,6 @@ impl Appliance {
             return;
         };
         let report = flight.report;
-        let was_last = self.last_terminal.as_ref().map(|r| &r.params.client_token)
-            == Some(&report.params.client_token);
-        if was_last {
-            // The hub has the final report: nothing left to send again.
-            self.last_terminal = None;
-        }
         if reply.code == ReplyCode::Ok {
             let terminal = report.params.status != ReportedStatus::InProgress;
             out.push(Action::Record(Record::Accepted {
@@ -314,7 +305,11 @@ impl Appliance {
             }));
         } else {
             out.push(Action::Record(Record::Refused(reply.code)));
-            let hub_done = reply.data.is_some_and(|d| d.status.is_terminal());
+            // 409 carries the hub's state: adopt it. Terminal (or QUEUED,
+            // never released) means there is nothing left to work on.
+            let hub_done = reply
+                .data
+                .is_some_and(|d| d.status.is_terminal() || d.status == ExecutionStatus::Queued);
             if hub_done || reply.code == ReplyCode::NotFound {
                 self.abandon(&report.params.task_id, now, out);
             }
@@ -343,7 +338,7 @@ impl Appliance {
             let max_tries = self.behaviour.max_tries;
             if let Some(get) = self.get.as_mut().filter(|g| g.tries < max_tries) {
                 get.tries += 1;
-                get.deadline = now.mono + timeout;
+                get.deadline = now.mono + updates::retry_delay(timeout, get.tries);
                 out.push(publish_get(&get.id));
                 out.push(Action::Record(Record::Retry));
             } else {
@@ -414,13 +409,13 @@ impl Appliance {
         }
     }
 
-    /// Queues the terminal report of a task and remembers it, to send the
-    /// same report again if the hub still offers that task.
+    /// Queues the terminal report of a task and records it in the seen set,
+    /// to send the same report again if the task ever comes back.
     fn queue_final(&mut self, mut report: Report, out: &mut Vec<Action>) {
         if report.params.client_token.is_none() {
             report.params.client_token = Some(self.next_id());
         }
-        self.last_terminal = Some(report.clone());
+        self.seen.finish(&report);
         self.queue_report(report, out);
     }
 }

@@ -11,7 +11,7 @@ use protocol::{ExecutionStatus, JobDocument, ReportedStatus, TaskId};
 use serde_json::{json, Map, Value};
 
 use super::transfer::{download, generate_log};
-use super::{Action, Appliance, FollowUp, Now, Offline, Record, Report, Upload, BACKLOG};
+use super::{Action, Appliance, FollowUp, Now, Offline, Record, Report, Seen, Upload, BACKLOG};
 use crate::fault::{Outcome, TaskFate};
 
 /// The task being run.
@@ -64,20 +64,19 @@ impl Appliance {
         if running {
             return out.push(Action::Record(Record::Duplicate));
         }
-        if let Some(last) = self
-            .last_terminal
-            .clone()
-            .filter(|r| r.params.task_id == id)
-        {
-            // The hub has not taken our final report yet: send the very
-            // same report again (same client token), never run it again.
-            if !self.report_pending(&id) {
-                self.queue_report(last, out);
+        match self.seen.get(&id, now.mono) {
+            Seen::No => {}
+            Seen::Started => return out.push(Action::Record(Record::Duplicate)),
+            Seen::Finished(last) => {
+                // The task came back (redelivered notify, `$next`): send its
+                // recorded final report again, same client token; never
+                // run it twice.
+                let last = last.clone();
+                if !self.report_pending(&id) {
+                    self.queue_report(last, out);
+                }
+                return out.push(Action::Record(Record::Duplicate));
             }
-            return out.push(Action::Record(Record::Duplicate));
-        }
-        if self.seen.contains(&id, now.mono) {
-            return out.push(Action::Record(Record::Duplicate));
         }
         if self.current.is_some() {
             if self.backlog.len() < BACKLOG {
@@ -86,6 +85,38 @@ impl Appliance {
             return;
         }
         self.start(task, now, out);
+    }
+
+    /// A notify that does not decode (an unknown task type, say) but whose
+    /// `taskId` is readable is REJECTED with the decoder's error
+    /// (topics.md 6.2); anything else is only counted.
+    pub(super) fn reject_undecodable(
+        &mut self,
+        payload: &[u8],
+        error: &protocol::ProtocolError,
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(Action::Record(Record::BadMessage));
+        let task_id = serde_json::from_slice::<Value>(payload)
+            .ok()
+            .and_then(|v| v.pointer("/params/task/taskId").cloned())
+            .and_then(|v| serde_json::from_value::<TaskId>(v).ok());
+        let Some(task_id) = task_id else {
+            return;
+        };
+        if task_id == TaskId::heartbeat(&self.identity.appliance_id)
+            || self.seen.contains(&task_id, now.mono)
+        {
+            return;
+        }
+        self.seen
+            .insert(task_id.clone(), now.mono + self.behaviour.seen_ttl_ms);
+        let mut rejected = report(&task_id, ReportedStatus::Rejected, None, now.mono);
+        let mut message = format!("unsupported task: {error}");
+        message.truncate(protocol::message::MAX_MESSAGE_LEN);
+        rejected.params.error_message = Some(message);
+        self.queue_final(rejected, out);
     }
 
     fn report_pending(&self, id: &TaskId) -> bool {
@@ -353,9 +384,10 @@ impl Appliance {
         out.push(Action::Record(Record::TaskStarted(
             protocol::TaskType::Heartbeat,
         )));
-        self.queue_report(progress(id, 50, "collecting", now.mono), out);
+        // topics.md 5.3: one update, SUCCEEDED with a HeartbeatResult (any
+        // other status is a 400), answered at once even while a task runs.
         let health = serde_json::to_value(self.machine.heartbeat(now.wall));
-        let mut done = report(id, ReportedStatus::Succeeded, Some(100), now.mono);
+        let mut done = report(id, ReportedStatus::Succeeded, None, now.mono);
         done.params.result = health.ok().and_then(|v| match v {
             Value::Object(map) => Some(map),
             _ => None,
@@ -370,7 +402,6 @@ impl Appliance {
         self.backlog.clear();
         self.updates.clear();
         self.seen.clear();
-        self.last_terminal = None;
         out.push(Action::Forget);
     }
 }

@@ -85,7 +85,10 @@ impl Appliance {
                 reported: step,
                 interrupted: false,
             };
-            let report = progress(task, step, "downloading", now.mono);
+            let mut report = progress(task, step, "download", now.mono);
+            if let Some(details) = report.params.status_details.as_mut() {
+                details.insert("downloadedBytes".into(), received.to_string());
+            }
             self.queue_report(report, out);
         }
         self.flush(now, out);

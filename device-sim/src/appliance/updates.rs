@@ -12,6 +12,18 @@ use std::collections::VecDeque;
 use protocol::message::UpdateParams;
 use protocol::ReportedStatus;
 
+/// Longest wait between two tries of one request.
+pub const MAX_RETRY_DELAY_MS: u64 = 300_000;
+
+/// How long to wait for the reply to try number `tries` (1-based): the
+/// timeout, doubled for every earlier try, at most five minutes.
+pub fn retry_delay(timeout: u64, tries: u8) -> u64 {
+    let doublings = u32::from(tries.saturating_sub(1)).min(16);
+    timeout
+        .saturating_mul(1 << doublings)
+        .min(MAX_RETRY_DELAY_MS.max(timeout))
+}
+
 /// What the appliance does once a report is settled (answered or given up).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FollowUp {
@@ -149,7 +161,7 @@ impl UpdateQueue {
         }
         let flight = self.in_flight.as_mut()?;
         flight.tries += 1;
-        flight.deadline = now + timeout;
+        flight.deadline = now + retry_delay(timeout, flight.tries);
         Some(Ok(flight))
     }
 
@@ -161,10 +173,11 @@ impl UpdateQueue {
         Some(flight)
     }
 
-    /// Pushes the deadline of the in-flight report back (after a 429/500).
-    pub fn back_off(&mut self, now: u64, delay: u64) {
+    /// After a 429 or 500: the next try waits for the back-off of the
+    /// current one instead of going out at its deadline.
+    pub fn back_off(&mut self, now: u64, timeout: u64) {
         if let Some(flight) = self.in_flight.as_mut() {
-            flight.deadline = now + delay;
+            flight.deadline = now + retry_delay(timeout, flight.tries);
         }
     }
 
@@ -218,17 +231,21 @@ mod tests {
         );
         assert!(q.start_next(0, 100).is_none());
         assert!(q.on_tick(99, 100, 3).is_none());
+        assert_eq!(retry_delay(100, 1), 100);
+        assert_eq!(retry_delay(100, 3), 400);
+        assert_eq!(retry_delay(10_000, 9), MAX_RETRY_DELAY_MS);
         let retry = q.on_tick(100, 100, 3).and_then(Result::ok).cloned();
         assert_eq!(retry.as_ref().map(|f| f.tries), Some(2));
         assert_eq!(
             retry.and_then(|f| f.report.params.client_token),
             Some("tok-1".into())
         );
-        assert!(matches!(q.on_tick(200, 100, 3), Some(Ok(f)) if f.tries == 3));
-        let gave_up = q.on_tick(300, 100, 3);
+        assert!(q.on_tick(250, 100, 3).is_none(), "second wait is doubled");
+        assert!(matches!(q.on_tick(300, 100, 3), Some(Ok(f)) if f.tries == 3));
+        let gave_up = q.on_tick(700, 100, 3);
         assert!(matches!(gave_up, Some(Err(f)) if f.tries == 3));
         assert!(q.in_flight().is_none());
-        let next = q.start_next(300, 100).cloned();
+        let next = q.start_next(700, 100).cloned();
         assert_eq!(
             next.map(|f| f.report.params.status),
             Some(ReportedStatus::Succeeded)

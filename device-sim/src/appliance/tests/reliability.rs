@@ -27,10 +27,13 @@ fn duplicate_task_id_is_never_run_twice() {
         statuses(&sent, &t.task_id).last(),
         Some(&ReportedStatus::Succeeded)
     );
-    // Redelivered after it finished (broker redelivery, hub resend): ignored.
+    // Redelivered after it finished (broker redelivery): not run again, its
+    // recorded final report goes out again with the same client token.
     let later = h.deliver(&t);
     assert!(later.contains(&Action::Record(Record::Duplicate)));
-    assert!(updates_in(&later).is_empty());
+    let repeated = updates_in(&later);
+    assert_eq!(repeated.len(), 1);
+    assert_eq!(Some(&repeated[0].1), sent.last());
     assert_eq!(h.app.machine().data_bytes, before);
 }
 
@@ -49,16 +52,16 @@ fn hub_still_offering_a_finished_task_gets_the_same_final_report() {
     });
     let final_update = final_update.expect("final report sent");
     assert_eq!(final_update.1.status, ReportedStatus::Succeeded);
-    for _ in 0..3 {
-        h.advance(timeout);
+    for tries in 1..=3 {
+        h.advance(updates::retry_delay(timeout, tries));
     }
+    assert!(h.app.in_flight().is_none(), "final report given up");
     // The final report got no reply; the hub offers the task again.
     let mut in_progress = t.clone();
     in_progress.status = ExecutionStatus::InProgress;
     let resent = updates_in(&h.deliver(&in_progress));
     assert_eq!(resent, vec![final_update.clone()]);
-    h.reply(&final_update, ReplyCode::Ok);
-    // Once the hub has it, a redelivery is only a duplicate.
+    // While that repeat awaits its reply, another offer adds nothing.
     let again = h.deliver(&in_progress);
     assert_eq!(again, vec![Action::Record(Record::Duplicate)]);
 }
@@ -72,7 +75,10 @@ fn missing_reply_resends_same_update_then_gives_up() {
     assert_eq!(first.len(), 1);
     let timeout = Behaviour::default().reply_timeout_ms;
     for try_number in 2..=3 {
-        let retry = h.advance(timeout);
+        // The wait doubles: 10 s, then 20 s.
+        let early = h.advance(updates::retry_delay(timeout, try_number - 1) - 1);
+        assert!(updates_in(&early).is_empty());
+        let retry = h.advance(1);
         let again = updates_in(&retry);
         assert_eq!(
             again, first,
@@ -80,7 +86,7 @@ fn missing_reply_resends_same_update_then_gives_up() {
         );
         assert!(retry.contains(&Action::Record(Record::Retry)));
     }
-    let gave_up = h.advance(timeout);
+    let gave_up = h.advance(updates::retry_delay(timeout, 3));
     assert!(gave_up.contains(&Action::Record(Record::GaveUp)));
     // The next report (the terminal one) goes out once the first is given up.
     let next = updates_in(&gave_up);
@@ -124,4 +130,28 @@ fn cancel_stops_the_download_and_conflict_abandons() {
     let refused = h.reply(&first[0], ReplyCode::Conflict);
     assert!(refused.contains(&Action::Record(Record::Refused(ReplyCode::Conflict))));
     assert!(h.app.machine().services.is_empty());
+}
+
+#[test]
+fn unsupported_task_type_is_rejected_once() {
+    let mut h = Harness::new(quiet(), 1, 0);
+    h.connect();
+    let payload = br#"{"id":"n-1","version":"1.0","method":"thing.job.notify","params":{"task":{
+        "taskId":"t-unknown","status":"SENT","executionNumber":1,"versionNumber":2,"queuedAt":1,
+        "jobDocument":{"taskType":"reboot"}}}}"#;
+    let mut out = Vec::new();
+    h.app
+        .on_message(MessageKind::JobNotify, payload, h.now, &mut out);
+    let sent = updates_in(&out);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1.status, ReportedStatus::Rejected);
+    assert!(sent[0]
+        .1
+        .error_message
+        .as_deref()
+        .is_some_and(|m| m.contains("reboot")));
+    let mut again = Vec::new();
+    h.app
+        .on_message(MessageKind::JobNotify, payload, h.now, &mut again);
+    assert!(updates_in(&again).is_empty());
 }
