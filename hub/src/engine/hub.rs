@@ -37,6 +37,15 @@ impl HubAction {
         Self::Remove,
     ];
 
+    /// The cancel action, forced or not.
+    pub const fn cancel(force: bool) -> Self {
+        if force {
+            Self::ForceCancel
+        } else {
+            Self::Cancel
+        }
+    }
+
     /// The status the action moves to.
     pub const fn target(self) -> ExecutionStatus {
         match self {
@@ -138,12 +147,7 @@ pub fn cancel(
     force: bool,
     now: i64,
 ) -> Result<HubOutcome, TransitionError> {
-    let action = if force {
-        HubAction::ForceCancel
-    } else {
-        HubAction::Cancel
-    };
-    apply_hub(state, action, now)
+    apply_hub(state, HubAction::cancel(force), now)
 }
 
 /// SENT | IN_PROGRESS -> TIMED_OUT.

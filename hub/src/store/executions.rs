@@ -1,0 +1,408 @@
+//! The `executions` table: rows <-> [`ExecutionState`], device updates,
+//! release, and the reads a device makes (`$next`, `$list`, one task).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use protocol::message::{Task, TaskSummary, UpdateParams, UpdateReplyData};
+use protocol::{ApplianceId, ExecutionStatus, JobDocument, ProductKey, TaskId};
+use rusqlite::{params, Connection, Row};
+
+use super::row::{self, get, int, int_opt, json_opt, parsed, sql_count};
+use super::writer::WriteCtx;
+use super::{outbox, schema, ExecutionView, OutboxMessage, StoreError, UpdateResult};
+use crate::engine::{self, ExecutionState, UpdateOutcome};
+use crate::model::JobId;
+
+/// The columns [`decode`] reads, in order, from `executions e`.
+pub(crate) const COLUMNS: &str = "e.task_id, e.job_id, e.appliance_id, e.execution_number, \
+     e.status, e.version_number, e.progress, e.status_details, e.result, e.error_message, \
+     e.client_tokens, e.queued_at, e.sent_at, e.started_at, e.finished_at, e.updated_at";
+/// How many they are: the next column of a query is at this index.
+pub(crate) const COLUMN_COUNT: usize = 16;
+
+/// One execution row.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ExecutionRecord {
+    pub(crate) task_id: TaskId,
+    pub(crate) job_id: JobId,
+    pub(crate) appliance_id: ApplianceId,
+    pub(crate) state: ExecutionState,
+}
+
+/// Decodes the [`COLUMNS`] of a row.
+pub(crate) fn decode(row: &Row<'_>) -> Result<ExecutionRecord, StoreError> {
+    let task_id: TaskId = parsed(row, 0, "executions.task_id")?;
+    let tokens: String = get(row, 10)?;
+    let recent_tokens = decode_tokens(&tokens, &task_id)?;
+    Ok(ExecutionRecord {
+        job_id: parsed(row, 1, "executions.job_id")?,
+        appliance_id: parsed(row, 2, "executions.appliance_id")?,
+        state: ExecutionState {
+            execution_number: int(row, 3, "executions.execution_number")?,
+            status: parsed(row, 4, "executions.status")?,
+            version_number: int(row, 5, "executions.version_number")?,
+            progress: int_opt(row, 6, "executions.progress")?,
+            status_details: json_opt(row, 7, "executions.status_details")?,
+            result: json_opt(row, 8, "executions.result")?,
+            error_message: get(row, 9)?,
+            recent_tokens,
+            queued_at: get(row, 11)?,
+            sent_at: get(row, 12)?,
+            started_at: get(row, 13)?,
+            finished_at: get(row, 14)?,
+            updated_at: get(row, 15)?,
+        },
+        task_id,
+    })
+}
+
+/// Client tokens are stored as `[[token, status, version], ...]`: the
+/// reply's task id is the row's own.
+fn decode_tokens(
+    text: &str,
+    task_id: &TaskId,
+) -> Result<Vec<(String, UpdateReplyData)>, StoreError> {
+    if text == "[]" {
+        return Ok(Vec::new());
+    }
+    let tokens: Vec<(String, ExecutionStatus, u64)> =
+        row::json_text(text, "executions.client_tokens")?;
+    Ok(tokens
+        .into_iter()
+        .map(|(token, status, version_number)| {
+            let reply = UpdateReplyData {
+                task_id: task_id.clone(),
+                status,
+                version_number,
+            };
+            (token, reply)
+        })
+        .collect())
+}
+
+fn encode_tokens(tokens: &[(String, UpdateReplyData)]) -> Result<String, StoreError> {
+    if tokens.is_empty() {
+        return Ok("[]".to_owned());
+    }
+    let compact: Vec<(&str, ExecutionStatus, u64)> = tokens
+        .iter()
+        .map(|(token, reply)| (token.as_str(), reply.status, reply.version_number))
+        .collect();
+    Ok(serde_json::to_string(&compact)?)
+}
+
+fn encode_json<T: serde::Serialize>(value: Option<&T>) -> Result<Option<String>, StoreError> {
+    value
+        .map(|v| serde_json::to_string(v).map_err(StoreError::from))
+        .transpose()
+}
+
+fn version(state: &ExecutionState) -> Result<i64, StoreError> {
+    i64::try_from(state.version_number)
+        .map_err(|_| StoreError::Corrupt("executions.version_number overflow".into()))
+}
+
+/// Inserts a new attempt.
+pub(crate) fn insert(
+    conn: &Connection,
+    task_id: &TaskId,
+    job_id: &str,
+    appliance: &str,
+    state: &ExecutionState,
+) -> Result<(), StoreError> {
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO executions (task_id, job_id, appliance_id, execution_number, status, \
+         version_number, queued_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    statement.execute(params![
+        task_id.as_str(),
+        job_id,
+        appliance,
+        state.execution_number,
+        state.status.as_str(),
+        version(state)?,
+        state.queued_at,
+        state.updated_at,
+    ])?;
+    Ok(())
+}
+
+/// Writes a state back to its row.
+pub(crate) fn save(
+    conn: &Connection,
+    task_id: &TaskId,
+    state: &ExecutionState,
+) -> Result<(), StoreError> {
+    let mut statement = conn.prepare_cached(
+        "UPDATE executions SET status = ?2, version_number = ?3, progress = ?4, \
+         status_details = ?5, result = ?6, error_message = ?7, client_tokens = ?8, \
+         sent_at = ?9, started_at = ?10, finished_at = ?11, updated_at = ?12 WHERE task_id = ?1",
+    )?;
+    statement.execute(params![
+        task_id.as_str(),
+        state.status.as_str(),
+        version(state)?,
+        state.progress,
+        encode_json(state.status_details.as_ref())?,
+        encode_json(state.result.as_ref())?,
+        state.error_message,
+        encode_tokens(&state.recent_tokens)?,
+        state.sent_at,
+        state.started_at,
+        state.finished_at,
+        state.updated_at,
+    ])?;
+    Ok(())
+}
+
+/// One execution by task id.
+pub(crate) fn load(
+    conn: &Connection,
+    task_id: &TaskId,
+) -> Result<Option<ExecutionRecord>, StoreError> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {COLUMNS} FROM executions e WHERE e.task_id = ?1"));
+    let mut statement = conn.prepare_cached(&SQL)?;
+    let mut rows = statement.query([task_id.as_str()])?;
+    rows.next()?.map(decode).transpose()
+}
+
+/// Applies a device's update in the writer: read, decide, write.
+pub(crate) fn record_update(
+    ctx: &mut WriteCtx<'_>,
+    appliance: ApplianceId,
+    update: &UpdateParams,
+    now: i64,
+) -> Result<UpdateResult, StoreError> {
+    let conn = ctx.conn();
+    let Some(record) = load(conn, &update.task_id)? else {
+        return Ok(UpdateResult::NotFound);
+    };
+    if record.appliance_id != appliance {
+        return Ok(UpdateResult::NotFound);
+    }
+    match engine::apply_update(&record.state, &record.task_id, update, now) {
+        Err(rejection) => Ok(UpdateResult::Rejected(rejection)),
+        Ok(UpdateOutcome::Duplicate { reply }) => Ok(UpdateResult::Duplicate(reply)),
+        Ok(UpdateOutcome::Applied { state, reply }) => {
+            save(conn, &record.task_id, &state)?;
+            ctx.moved(record.job_id, Some(record.state.status), state.status, now);
+            Ok(UpdateResult::Accepted(reply))
+        }
+    }
+}
+
+/// The task a device sees.
+pub(crate) fn to_task(record: ExecutionRecord, document: JobDocument) -> Task {
+    Task {
+        task_id: record.task_id,
+        status: record.state.status,
+        execution_number: record.state.execution_number,
+        version_number: record.state.version_number,
+        queued_at: record.state.queued_at,
+        progress: record.state.progress,
+        status_details: record.state.status_details,
+        job_document: document,
+        job_file: None,
+    }
+}
+
+/// Executions with their appliance's product key, from a query selecting
+/// [`COLUMNS`] then `a.product_key`.
+pub(crate) fn with_product_keys(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(ExecutionRecord, ProductKey)>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut records = Vec::new();
+    while let Some(row) = rows.next()? {
+        let key = parsed(row, COLUMN_COUNT, "appliances.product_key")?;
+        records.push((decode(row)?, key));
+    }
+    Ok(records)
+}
+
+/// QUEUED -> SENT for the oldest `limit` queued executions, with a notify
+/// each in the outbox.
+pub(crate) fn release(
+    ctx: &mut WriteCtx<'_>,
+    job: Option<JobId>,
+    limit: usize,
+    now: i64,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    let conn = ctx.conn();
+    let limit = sql_count(limit);
+    let records = match job {
+        None => with_product_keys(conn, &RELEASE_ANY, params![limit])?,
+        Some(job) => with_product_keys(conn, &RELEASE_ONE, params![limit, job.to_string()])?,
+    };
+    let mut documents: HashMap<JobId, JobDocument> = HashMap::new();
+    let mut messages = Vec::with_capacity(records.len());
+    for (record, product_key) in records {
+        let outcome = engine::release(&record.state, now)
+            .map_err(|e| StoreError::Corrupt(format!("release of {}: {e}", record.task_id)))?;
+        save(conn, &record.task_id, &outcome.state)?;
+        ctx.moved(
+            record.job_id,
+            Some(record.state.status),
+            outcome.state.status,
+            now,
+        );
+        if outcome.notify {
+            let document = match documents.get(&record.job_id) {
+                Some(document) => document.clone(),
+                None => {
+                    let document = super::jobs::document(conn, record.job_id)?;
+                    documents.insert(record.job_id, document.clone());
+                    document
+                }
+            };
+            let appliance = record.appliance_id;
+            let task = to_task(
+                ExecutionRecord {
+                    state: outcome.state,
+                    ..record
+                },
+                document,
+            );
+            messages.push(outbox::push_notify(
+                conn,
+                appliance,
+                product_key,
+                task,
+                now,
+            )?);
+        }
+    }
+    Ok(messages)
+}
+
+/// The oldest queued executions of any job (index `executions_queued`).
+pub(crate) static RELEASE_ANY: LazyLock<String> = LazyLock::new(|| release_sql(""));
+/// The oldest queued executions of one job (`executions_queued_by_job`).
+pub(crate) static RELEASE_ONE: LazyLock<String> =
+    LazyLock::new(|| release_sql("AND e.job_id = ?2"));
+
+fn release_sql(job_filter: &str) -> String {
+    format!(
+        "SELECT {COLUMNS}, a.product_key FROM executions e \
+         JOIN appliances a ON a.id = e.appliance_id \
+         WHERE e.status = '{queued}' {job_filter} ORDER BY e.queued_at, e.rowid LIMIT ?1",
+        queued = ExecutionStatus::Queued.as_str(),
+    )
+}
+
+/// `e.status IN (...)` of the released, non-terminal statuses, written as
+/// the partial index `executions_open_by_appliance` needs to be used.
+fn released_open_filter() -> String {
+    format!(
+        "e.status IN ({open}) AND e.status <> '{queued}'",
+        open = schema::status_list(|s| !s.is_terminal()),
+        queued = ExecutionStatus::Queued.as_str(),
+    )
+}
+
+/// `$next` (index `executions_open_by_appliance`).
+pub(crate) static NEXT_TASK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS}, j.document FROM executions e JOIN jobs j ON j.id = e.job_id \
+         WHERE e.appliance_id = ?1 AND {open} ORDER BY e.queued_at, e.rowid LIMIT 1",
+        open = released_open_filter(),
+    )
+});
+
+/// `$list` (index `executions_open_by_appliance`).
+pub(crate) static LIST_TASKS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT e.task_id, j.task_type, e.status, e.execution_number, e.version_number, \
+         e.queued_at FROM executions e JOIN jobs j ON j.id = e.job_id \
+         WHERE e.appliance_id = ?1 AND {open} ORDER BY e.queued_at, e.rowid",
+        open = released_open_filter(),
+    )
+});
+
+/// `$next`.
+pub(crate) fn next_task(
+    conn: &Connection,
+    appliance: ApplianceId,
+) -> Result<Option<Task>, StoreError> {
+    one_task(conn, &NEXT_TASK, params![appliance.to_string()])
+}
+
+/// One of the appliance's own released tasks.
+pub(crate) fn get_task(
+    conn: &Connection,
+    appliance: ApplianceId,
+    task_id: &TaskId,
+) -> Result<Option<Task>, StoreError> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {COLUMNS}, j.document FROM executions e JOIN jobs j ON j.id = e.job_id \
+             WHERE e.task_id = ?1 AND e.appliance_id = ?2 AND e.status <> '{queued}'",
+            queued = ExecutionStatus::Queued.as_str(),
+        )
+    });
+    one_task(conn, &SQL, params![task_id.as_str(), appliance.to_string()])
+}
+
+fn one_task(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<Task>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let document: String = get(row, COLUMN_COUNT)?;
+    let document = row::json_text(&document, "jobs.document")?;
+    Ok(Some(to_task(decode(row)?, document)))
+}
+
+/// `$list`.
+pub(crate) fn list_tasks(
+    conn: &Connection,
+    appliance: ApplianceId,
+) -> Result<Vec<TaskSummary>, StoreError> {
+    let mut statement = conn.prepare_cached(&LIST_TASKS)?;
+    let mut rows = statement.query([appliance.to_string()])?;
+    let mut tasks = Vec::new();
+    while let Some(row) = rows.next()? {
+        tasks.push(TaskSummary {
+            task_id: parsed(row, 0, "executions.task_id")?,
+            task_type: parsed(row, 1, "jobs.task_type")?,
+            status: parsed(row, 2, "executions.status")?,
+            execution_number: int(row, 3, "executions.execution_number")?,
+            version_number: int(row, 4, "executions.version_number")?,
+            queued_at: get(row, 5)?,
+        });
+    }
+    Ok(tasks)
+}
+
+impl From<ExecutionRecord> for ExecutionView {
+    fn from(record: ExecutionRecord) -> Self {
+        let state = record.state;
+        ExecutionView {
+            task_id: record.task_id,
+            job_id: record.job_id,
+            appliance_id: record.appliance_id,
+            status: state.status,
+            execution_number: state.execution_number,
+            version_number: state.version_number,
+            progress: state.progress,
+            status_details: state.status_details,
+            result: state.result,
+            error_message: state.error_message,
+            queued_at: state.queued_at,
+            sent_at: state.sent_at,
+            started_at: state.started_at,
+            finished_at: state.finished_at,
+            updated_at: state.updated_at,
+        }
+    }
+}
