@@ -34,7 +34,6 @@ pub(crate) enum UpstreamError {
 pub(crate) struct Upstream {
     pub(crate) stream: TcpStream,
     /// Bytes received after the CONNACK, not yet consumed.
-    #[allow(dead_code)] // read by the edge's forwarding (next step)
     pub(crate) pending: BytesMut,
     pub(crate) connack: ConnAck,
 }

@@ -93,12 +93,10 @@ impl Default for BrokerLimits {
 }
 
 /// The hub's fleet-wide subscriptions to appliance -> hub topics
-/// (`/sys/{productKey}/{applianceId}/thing/...`, see topics.md).
+/// (`/sys/+/+/thing/job/update`, ...; shared-subscription prefixes are
+/// stripped by rumqttd before the match).
 fn default_uplink_filters() -> Vec<String> {
-    ["job/get", "job/update", "event/metrics/post"]
-        .iter()
-        .map(|suffix| format!("/sys/+/+/thing/{suffix}"))
-        .collect()
+    protocol::topic::hub_filters(None)
 }
 
 impl BrokerLimits {

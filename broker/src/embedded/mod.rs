@@ -139,6 +139,17 @@ impl EmbeddedBroker {
         &self.edge
     }
 
+    /// What the edge needs to front this broker: address, the `edge`
+    /// credentials, its connection budget and packet size.
+    pub fn edge_endpoint(&self) -> crate::edge::BrokerEndpoint {
+        crate::edge::BrokerEndpoint {
+            addr: self.addr,
+            credentials: self.edge.clone(),
+            max_connections: self.limits.edge_connection_budget(),
+            max_packet_size: self.limits.max_packet_size,
+        }
+    }
+
     /// The limits the broker runs with.
     pub fn limits(&self) -> &BrokerLimits {
         &self.limits

@@ -1,0 +1,323 @@
+//! An admitted appliance's session: one loopback connection to the broker
+//! with the CONNECT rewritten to the edge's credentials (client id,
+//! clean session, keepalive and will kept), then two loops run side by side
+//! until either side closes:
+//!
+//! - uplink: appliance -> broker, packet by packet through `guard`,
+//!   re-encoded; a refused packet ends the session without a DISCONNECT
+//!   upstream, so the broker publishes the appliance's will.
+//! - downlink: broker -> appliance, copied frame by frame, except SUBACKs
+//!   (merged with the filters the edge refused) and UNSUBACKs (the edge
+//!   answers UNSUBSCRIBE itself), plus the answers the uplink asks for.
+//!
+//! Buffers are bounded by the packet size limits; a write to the appliance
+//! that makes no progress for `write_timeout` ends the session, so a slow
+//! appliance only ever holds up itself (the broker's outgoing queue for it
+//! is bounded by rumqttd's inflight window and its filter logs).
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, SubAck};
+use rumqttc::mqttbytes::{check, Error as CodecError};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+use super::acl::Acl;
+use super::admission::Admitted;
+use super::connect::{connack_v4, ConnackCode};
+use super::guard::{encode, flags_ok, judge, PendingSubacks, Verdict};
+use super::{Counters, DisconnectReason, PresenceEvent, Shared};
+use crate::upstream::{self, Upstream};
+
+/// Time given to a closing handshake (TLS close_notify) with the appliance.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Read chunk of both loops.
+const READ_CHUNK: usize = 4096;
+
+/// Runs the session of an admitted appliance to its end.
+pub(crate) async fn run<S>(admitted: Admitted<S>, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let Admitted {
+        mut stream,
+        buffered,
+        device,
+        peer,
+    } = admitted;
+    let id = device.appliance_id;
+    let upstream = match open_upstream(&device, shared).await {
+        Ok(upstream) => upstream,
+        Err(why) => {
+            tracing::warn!(appliance = %id, %peer, why, "broker unavailable for appliance");
+            Counters::bump(&shared.counters.refused_connects);
+            let refused = connack_v4(ConnackCode::ServerUnavailable);
+            if let Ok(Ok(())) = timeout(CLOSE_GRACE, stream.write_all(&refused)).await {
+                let _ = timeout(CLOSE_GRACE, stream.shutdown()).await;
+            }
+            return;
+        }
+    };
+    let session_present = upstream.connack.session_present;
+    let accepted = [0x20, 0x02, u8::from(session_present), 0x00];
+    match timeout(shared.config.write_timeout, stream.write_all(&accepted)).await {
+        Ok(Ok(())) => {}
+        _ => return,
+    }
+    let session = shared.presence.next_session();
+    Counters::bump(&shared.counters.sessions);
+    tracing::debug!(appliance = %id, %peer, session, "session started");
+    shared.presence.report(PresenceEvent::Connected {
+        appliance_id: id,
+        session,
+        peer,
+        session_present,
+        at: SystemTime::now(),
+    });
+    let acl = Acl::new(&shared.config.product_key, &id);
+    let reason = forward(stream, buffered, upstream, &acl, shared).await;
+    tracing::debug!(appliance = %id, %peer, session, ?reason, "session ended");
+    shared.presence.report(PresenceEvent::Disconnected {
+        appliance_id: id,
+        session,
+        peer,
+        reason,
+        at: SystemTime::now(),
+    });
+}
+
+/// The loopback connection, CONNECT rewritten to the edge's credentials.
+/// Not cancelled by shutdown: closing it between CONNECT and CONNACK can
+/// leave rumqttd's per-client-id state broken.
+async fn open_upstream(
+    device: &super::connect::DeviceConnect,
+    shared: &Shared,
+) -> Result<Upstream, String> {
+    let broker = &shared.broker;
+    let mut connect = Connect::new(device.appliance_id.to_string());
+    connect.keep_alive = device.keep_alive;
+    connect.clean_session = device.clean_session;
+    connect.last_will = device.will.clone();
+    connect.set_login(
+        broker.credentials.username.clone(),
+        broker.credentials.password.clone(),
+    );
+    let opened = timeout(
+        shared.config.upstream_timeout,
+        upstream::open(broker.addr, &connect, broker.max_packet_size),
+    )
+    .await;
+    match opened {
+        Err(_) => Err("no CONNACK in time".to_owned()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(up)) if up.connack.code == ConnectReturnCode::Success => Ok(up),
+        Ok(Ok(up)) => Err(format!("CONNACK {:?}", up.connack.code)),
+    }
+}
+
+async fn forward<S>(
+    client: S,
+    buffered: BytesMut,
+    upstream: Upstream,
+    acl: &Acl,
+    shared: &Shared,
+) -> DisconnectReason
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut client_rx, mut client_tx) = tokio::io::split(client);
+    let Upstream {
+        stream: mut broker,
+        pending: from_broker,
+        ..
+    } = upstream;
+    let (mut broker_rx, mut broker_tx) = broker.split();
+    let pending = Mutex::new(PendingSubacks::default());
+    let (answers_tx, mut answers_rx) = mpsc::channel(shared.config.max_pending_subscribes + 2);
+    let reason = {
+        let up = uplink(
+            &mut client_rx,
+            buffered,
+            &mut broker_tx,
+            acl,
+            &pending,
+            answers_tx,
+            shared,
+        );
+        let down = downlink(
+            &mut broker_rx,
+            from_broker,
+            &mut client_tx,
+            &pending,
+            &mut answers_rx,
+            shared,
+        );
+        tokio::select! {
+            reason = up => reason,
+            reason = down => reason,
+            _ = super::stopped(shared.shutdown.clone()) => DisconnectReason::Shutdown,
+        }
+    };
+    let _ = timeout(CLOSE_GRACE, client_tx.shutdown()).await;
+    let _ = timeout(CLOSE_GRACE, broker_tx.shutdown()).await;
+    reason
+}
+
+/// Appliance -> broker. Returns why the session ends.
+async fn uplink<R, W>(
+    client: &mut R,
+    mut buf: BytesMut,
+    broker: &mut W,
+    acl: &Acl,
+    pending: &Mutex<PendingSubacks>,
+    answers: mpsc::Sender<Bytes>,
+    shared: &Shared,
+) -> DisconnectReason
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use DisconnectReason::{BrokerClosed, ClientDisconnect, ConnectionLost, ProtocolViolation};
+    let max_packet = shared.config.max_packet_size;
+    let max_pending = shared.config.max_pending_subscribes;
+    let mut out = BytesMut::new();
+    loop {
+        while let Some(&byte1) = buf.first() {
+            let packet = match Packet::read(&mut buf, max_packet) {
+                Ok(packet) => packet,
+                Err(CodecError::InsufficientBytes(_)) => break,
+                Err(CodecError::PayloadSizeLimitExceeded(_)) => {
+                    return ProtocolViolation("packet over the size limit")
+                }
+                Err(_) => return ProtocolViolation("malformed packet"),
+            };
+            if !flags_ok(byte1) {
+                return ProtocolViolation("malformed fixed header flags");
+            }
+            let mut answer = None;
+            match judge(acl, packet) {
+                Verdict::Forward(packet) => {
+                    encode(&packet, &mut out);
+                }
+                Verdict::Subscribe {
+                    forward: Some(subscribe),
+                    plan,
+                } => {
+                    if !lock(pending).insert(plan, max_pending) {
+                        return ProtocolViolation("SUBSCRIBE packet id reused or too many pending");
+                    }
+                    encode(&Packet::Subscribe(subscribe), &mut out);
+                }
+                Verdict::Subscribe {
+                    forward: None,
+                    plan,
+                } => {
+                    answer = Some(Packet::SubAck(plan.refuse_all()));
+                }
+                Verdict::Unsubscribe {
+                    forward,
+                    answer: ack,
+                } => {
+                    if let Some(packet) = forward {
+                        encode(&packet, &mut out);
+                    }
+                    answer = Some(Packet::UnsubAck(ack));
+                }
+                Verdict::Disconnect => {
+                    encode(&Packet::Disconnect, &mut out);
+                    let _ = broker.write_all(&out).await;
+                    return ClientDisconnect;
+                }
+                Verdict::Close(why) => return ProtocolViolation(why),
+            }
+            if let Some(packet) = answer {
+                // What was forwarded so far goes first (an UNSUBACK must
+                // not overtake its UNSUBSCRIBE).
+                if !out.is_empty() && broker.write_all(&out).await.is_err() {
+                    return BrokerClosed;
+                }
+                out.clear();
+                let mut bytes = BytesMut::new();
+                encode(&packet, &mut bytes);
+                if answers.send(bytes.freeze()).await.is_err() {
+                    return BrokerClosed;
+                }
+            }
+        }
+        if !out.is_empty() {
+            if broker.write_all(&out).await.is_err() {
+                return BrokerClosed;
+            }
+            out.clear();
+        }
+        buf.reserve(READ_CHUNK);
+        match client.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return ConnectionLost,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Broker -> appliance. Returns why the session ends.
+async fn downlink<R, W>(
+    broker: &mut R,
+    mut buf: BytesMut,
+    client: &mut W,
+    pending: &Mutex<PendingSubacks>,
+    answers: &mut mpsc::Receiver<Bytes>,
+    shared: &Shared,
+) -> DisconnectReason
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use DisconnectReason::{BrokerClosed, ConnectionLost, SlowConsumer};
+    let max_packet = shared.broker.max_packet_size;
+    let mut out = BytesMut::new();
+    loop {
+        loop {
+            let header = match check(buf.iter(), max_packet) {
+                Ok(header) => header,
+                Err(CodecError::InsufficientBytes(_)) => break,
+                Err(_) => return BrokerClosed,
+            };
+            let kind = buf.first().map_or(0, |b| b >> 4);
+            let frame = buf.split_to(header.frame_length());
+            match kind {
+                9 => match SubAck::read(header, frame.freeze()) {
+                    Ok(ack) => {
+                        let merged = lock(pending).resolve(ack);
+                        encode(&Packet::SubAck(merged), &mut out);
+                    }
+                    Err(_) => return BrokerClosed,
+                },
+                11 => {} // UNSUBACK: the edge answered already
+                _ => out.extend_from_slice(&frame),
+            }
+        }
+        if !out.is_empty() {
+            match timeout(shared.config.write_timeout, client.write_all(&out)).await {
+                Ok(Ok(())) => out.clear(),
+                Ok(Err(_)) => return ConnectionLost,
+                Err(_) => return SlowConsumer,
+            }
+        }
+        buf.reserve(READ_CHUNK);
+        tokio::select! {
+            read = broker.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => return BrokerClosed,
+                Ok(_) => {}
+            },
+            Some(answer) = answers.recv() => out.extend_from_slice(&answer),
+        }
+    }
+}
+
+fn lock(pending: &Mutex<PendingSubacks>) -> std::sync::MutexGuard<'_, PendingSubacks> {
+    pending
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
