@@ -1,0 +1,180 @@
+//! Bad clients at the edge only ever hurt themselves: stalled sockets,
+//! malformed and oversize packets, mixed subscriptions.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use broker::edge::{DisconnectReason, PresenceEvent};
+use rumqttc::mqttbytes::v4::SubscribeReasonCode::{Failure, Success};
+use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet, Unsubscribe};
+use rumqttc::mqttbytes::QoS;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::fleet::Fleet;
+use crate::raw::RawClient;
+use crate::tools::{mosquitto_args, Tool};
+
+/// The first bytes of a TLS ClientHello record announcing 512 bytes that
+/// never come.
+const PARTIAL_CLIENT_HELLO: [u8; 9] = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC];
+
+#[tokio::test]
+async fn stalled_sockets_do_not_delay_a_legitimate_appliance() -> Result<()> {
+    let fleet = Fleet::start(1).await?;
+    let a = fleet.appliances[0].clone();
+    let id = a.id.to_string();
+    let port = fleet.tls_port();
+
+    let mut stalled = Vec::with_capacity(501);
+    stalled.push(TcpStream::connect(("127.0.0.1", port)).await?); // never starts TLS
+    for _ in 0..500 {
+        let mut socket = TcpStream::connect(("127.0.0.1", port)).await?;
+        socket.write_all(&PARTIAL_CLIENT_HELLO).await?;
+        stalled.push(socket);
+    }
+
+    let started = Instant::now();
+    let mut args = mosquitto_args(port, &fleet.ca(), &id, &id, &a.token);
+    args.extend([
+        "-t".into(),
+        a.topic("job/update"),
+        "-m".into(),
+        "through".into(),
+    ]);
+    let (status, _, stderr) = Tool::spawn("mosquitto_pub", &args)?.finish().await?;
+    let elapsed = started.elapsed();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "legitimate connect took {elapsed:?}"
+    );
+    assert!(
+        fleet.edge.stats().open_connections >= 501,
+        "{:?}",
+        fleet.edge.stats()
+    );
+    drop(stalled);
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_bytes_after_connect_close_only_that_connection() -> Result<()> {
+    let mut fleet = Fleet::start(2).await?;
+    let (a, b) = (fleet.appliances[0].clone(), fleet.appliances[1].clone());
+    let (ida, idb) = (a.id.to_string(), b.id.to_string());
+    let mut hub = fleet.hub("hub-malformed").await?;
+    hub.subscribe(&["/sys/+/+/thing/job/update"]).await?;
+
+    let mut good = fleet.tls().await?;
+    assert_eq!(
+        good.handshake(&idb, Some((&idb, &b.token)), true)
+            .await?
+            .code,
+        ConnectReturnCode::Success
+    );
+    let mut bad = fleet.tls().await?;
+    assert_eq!(
+        bad.handshake(&ida, Some((&ida, &a.token)), true)
+            .await?
+            .code,
+        ConnectReturnCode::Success
+    );
+    for _ in 0..2 {
+        assert!(matches!(
+            fleet.next_presence().await?,
+            PresenceEvent::Connected { .. }
+        ));
+    }
+
+    bad.send_raw(&[0x00, 0x03, 0xDE, 0xAD, 0xBE]).await?;
+    bad.wait_closed().await?;
+    match fleet.next_presence().await? {
+        PresenceEvent::Disconnected {
+            appliance_id,
+            reason,
+            ..
+        } => {
+            assert_eq!(appliance_id, a.id);
+            assert!(
+                matches!(reason, DisconnectReason::ProtocolViolation(_)),
+                "{reason:?}"
+            );
+        }
+        other => anyhow::bail!("expected Disconnected, got {other:?}"),
+    }
+
+    good.publish(&b.topic("job/update"), b"unaffected").await?;
+    assert_eq!(&hub.recv_publish().await?.payload[..], b"unaffected");
+    Ok(())
+}
+
+#[tokio::test]
+async fn oversize_and_server_only_packets_close_the_connection() -> Result<()> {
+    let fleet = Fleet::start(1).await?;
+    let a = fleet.appliances[0].clone();
+    let id = a.id.to_string();
+    let login = Some((id.as_str(), a.token.as_str()));
+
+    let (mut big, _) = RawClient::connect(fleet.plain_addr(), &id, login, true).await?;
+    let mut publish = rumqttc::mqttbytes::v4::Publish::new(
+        a.topic("job/update"),
+        QoS::AtLeastOnce,
+        vec![b'x'; 70 * 1024],
+    );
+    publish.pkid = 1;
+    big.send(Packet::Publish(publish)).await?;
+    big.wait_closed().await?;
+
+    let (mut rogue, _) = RawClient::connect(fleet.plain_addr(), &id, login, true).await?;
+    rogue.send(Packet::PingResp).await?;
+    rogue.wait_closed().await?;
+
+    let (mut twice, _) = RawClient::connect(fleet.plain_addr(), &id, login, true).await?;
+    twice
+        .send(Packet::Connect(rumqttc::mqttbytes::v4::Connect::new(
+            id.clone(),
+        )))
+        .await?;
+    twice.wait_closed().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn mixed_subscribe_gets_merged_codes_and_unsubscribe_is_answered() -> Result<()> {
+    let fleet = Fleet::start(2).await?;
+    let (a, b) = (fleet.appliances[0].clone(), fleet.appliances[1].clone());
+    let id = a.id.to_string();
+    let (mut device, _) =
+        RawClient::connect(fleet.plain_addr(), &id, Some((&id, &a.token)), true).await?;
+    let codes = device
+        .subscribe(&[
+            &b.topic("job/notify"),
+            &a.topic("job/notify"),
+            "#",
+            &a.topic("job/+"),
+        ])
+        .await?;
+    assert_eq!(
+        codes,
+        [
+            Failure,
+            Success(QoS::AtLeastOnce),
+            Failure,
+            Success(QoS::AtLeastOnce)
+        ]
+    );
+
+    let mut unsubscribe = Unsubscribe::new(a.topic("job/notify"));
+    unsubscribe.topics.push("#".into());
+    unsubscribe.pkid = 77;
+    device.send(Packet::Unsubscribe(unsubscribe)).await?;
+    match device.recv().await? {
+        Packet::UnsubAck(ack) => assert_eq!(ack.pkid, 77),
+        other => anyhow::bail!("expected UNSUBACK, got {other:?}"),
+    }
+    // rumqttd's own UNSUBACK was dropped: the next packet is the PINGRESP.
+    device.send(Packet::PingReq).await?;
+    assert_eq!(device.recv().await?, Packet::PingResp);
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Traffic through the edge: an appliance's update reaches the hub, the
+//! hub's notify reaches the appliance, sessions persist, presence is
+//! reported, shutdown closes sessions.
+
+use anyhow::Result;
+use broker::edge::{DisconnectReason, PresenceEvent};
+use rumqttc::mqttbytes::v4::ConnectReturnCode;
+
+use crate::fleet::Fleet;
+use crate::raw::RawClient;
+use crate::tools::{mosquitto_args, Tool};
+
+#[tokio::test]
+async fn update_reaches_the_hub_and_notify_reaches_the_appliance() -> Result<()> {
+    let mut fleet = Fleet::start(1).await?;
+    let a = fleet.appliances[0].clone();
+    let id = a.id.to_string();
+    let mut hub = fleet.hub("hub-traffic").await?;
+    hub.subscribe(&["/sys/+/+/thing/job/update"]).await?;
+
+    let mut args = mosquitto_args(fleet.tls_port(), &fleet.ca(), &id, &id, &a.token);
+    args.extend([
+        "-t".into(),
+        a.topic("job/update"),
+        "-m".into(),
+        r#"{"id":"u1"}"#.into(),
+    ]);
+    let (status, _, stderr) = Tool::spawn("mosquitto_pub", &args)?.finish().await?;
+    assert!(status.success(), "mosquitto_pub failed: {stderr}");
+    let got = hub.recv_publish().await?;
+    assert_eq!(got.topic, a.topic("job/update"));
+    assert_eq!(&got.payload[..], br#"{"id":"u1"}"#);
+
+    let PresenceEvent::Connected {
+        appliance_id,
+        session,
+        ..
+    } = fleet.next_presence().await?
+    else {
+        anyhow::bail!("expected Connected");
+    };
+    assert_eq!(appliance_id, a.id);
+    match fleet.next_presence().await? {
+        PresenceEvent::Disconnected {
+            session: s, reason, ..
+        } => {
+            assert_eq!(s, session);
+            assert_eq!(reason, DisconnectReason::ClientDisconnect);
+        }
+        other => anyhow::bail!("expected Disconnected, got {other:?}"),
+    }
+
+    let mut args = mosquitto_args(fleet.tls_port(), &fleet.ca(), &id, &id, &a.token);
+    args.extend([
+        "-t".into(),
+        a.topic("job/notify"),
+        "-C".into(),
+        "1".into(),
+        "-W".into(),
+        "10".into(),
+    ]);
+    let mut sub = Tool::spawn_line_buffered("mosquitto_sub", &args)?;
+    sub.line_where(|l| l.starts_with("Subscribed (mid: 1): 1"))
+        .await?;
+    hub.publish(&a.topic("job/notify"), br#"{"id":"n1"}"#)
+        .await?;
+    sub.line_where(|l| l == r#"{"id":"n1"}"#).await?;
+    let (status, _, stderr) = sub.finish().await?;
+    assert!(status.success(), "mosquitto_sub failed: {stderr}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_persistent_session_gets_what_was_published_while_offline() -> Result<()> {
+    let fleet = Fleet::start(1).await?;
+    let a = fleet.appliances[0].clone();
+    let id = a.id.to_string();
+    let login = Some((id.as_str(), a.token.as_str()));
+    let mut hub = fleet.hub("hub-persist").await?;
+
+    let (mut device, ack) = RawClient::connect(fleet.plain_addr(), &id, login, false).await?;
+    assert_eq!(ack.code, ConnectReturnCode::Success);
+    device.subscribe(&[&a.topic("job/notify")]).await?;
+    device.disconnect().await?;
+    // Whether rumqttd closed the session before the publish or after
+    // (delivering it to the dying link), an unacknowledged message is sent
+    // again to the next connection of the persistent session.
+
+    hub.publish(&a.topic("job/notify"), b"queued").await?;
+    let (mut device, ack) = RawClient::connect(fleet.plain_addr(), &id, login, false).await?;
+    assert!(ack.session_present);
+    let got = device.recv_publish().await?;
+    assert_eq!(&got.payload[..], b"queued");
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_closes_sessions_and_reports_them() -> Result<()> {
+    let mut fleet = Fleet::start(1).await?;
+    let a = fleet.appliances[0].clone();
+    let id = a.id.to_string();
+    let (mut device, _) =
+        RawClient::connect(fleet.plain_addr(), &id, Some((&id, &a.token)), true).await?;
+    assert!(matches!(
+        fleet.next_presence().await?,
+        PresenceEvent::Connected { .. }
+    ));
+    let Fleet {
+        edge, mut presence, ..
+    } = fleet;
+    tokio::time::timeout(crate::raw::WAIT, edge.shutdown()).await?;
+    device.wait_closed().await?;
+    match presence.recv().await {
+        Some(PresenceEvent::Disconnected { reason, .. }) => {
+            assert_eq!(reason, DisconnectReason::Shutdown)
+        }
+        other => anyhow::bail!("expected Disconnected(Shutdown), got {other:?}"),
+    }
+    Ok(())
+}
