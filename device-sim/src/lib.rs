@@ -7,7 +7,23 @@
 //! - [`fault`]: fault rates and the per-appliance generator derived from
 //!   the run's seed.
 //! - [`identity`]: appliance identities and the identities file.
+//! - [`mqtt`]: broker URL, rustls configuration (ring), rumqttc options.
+//! - [`hub_api`]: the hub's REST API (provisioning, jobs, URL resolution).
+//! - [`transfer`]: cancel-safe HTTP downloads (Range resume, sha256) and
+//!   uploads.
+//! - [`runner`]: the I/O shell of one appliance (one task).
+//! - [`fleet`]: many appliances with a connection ramp-up and one shutdown.
+//! - [`stats`]: counters and latency histograms shared by a fleet.
+//!
+//! The decision logic never touches the network: everything below
+//! `appliance` is pure, everything else is a thin shell around it.
 
 pub mod appliance;
 pub mod fault;
+pub mod fleet;
+pub mod hub_api;
 pub mod identity;
+pub mod mqtt;
+pub mod runner;
+pub mod stats;
+pub mod transfer;
