@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::Request;
+use broker::edge::{AuthMode, BrokerEndpoint, Edge, EdgeConfig, EdgeHandle, TlsListener};
 use broker::{BrokerLimits, Credentials, EmbeddedBroker};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -17,7 +18,7 @@ use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::api::{self, AppState};
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{Config, DeviceAuth};
 use crate::credentials::AdminToken;
 use crate::device::DeviceGateway;
 use crate::jobs::JobService;
@@ -47,6 +48,12 @@ pub enum HubError {
     /// The embedded broker did not start.
     #[error("embedded broker: {0}")]
     Broker(#[from] broker::BrokerError),
+    /// The dev certificates could not be created or read.
+    #[error("certificates: {0}")]
+    Certs(#[from] broker::certs::CertsError),
+    /// The device edge did not start.
+    #[error("device edge: {0}")]
+    Edge(#[from] broker::edge::EdgeError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HubError {
@@ -58,6 +65,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HubError {
 pub struct Hub {
     http_addr: SocketAddr,
     broker: Option<EmbeddedBroker>,
+    edge: Option<EdgeHandle>,
     new_admin_token: Option<String>,
     store: Store,
     shutdown: CancellationToken,
@@ -86,6 +94,15 @@ impl Hub {
 
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let edge = match &broker {
+            Some(broker) => {
+                Some(start_edge(&config, broker, &store, &clock, shutdown.clone(), &tracker).await?)
+            }
+            None => {
+                tracing::info!("external broker: appliances connect to it, not to this hub");
+                None
+            }
+        };
         let (client, inbound) = link::start(&mqtt, shutdown.clone(), &tracker);
         let outbox =
             Outbox::start(client.clone(), store.clone(), shutdown.clone(), &tracker).await?;
@@ -119,6 +136,7 @@ impl Hub {
         Ok(Self {
             http_addr,
             broker,
+            edge,
             new_admin_token,
             store,
             shutdown,
@@ -129,6 +147,16 @@ impl Hub {
     /// Where the REST API listens.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where appliances connect over TLS (the device edge), when it runs.
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.edge.as_ref().and_then(EdgeHandle::mqtts_addr)
+    }
+
+    /// The plaintext device listener, when it was asked for.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.edge.as_ref().and_then(EdgeHandle::mqtt_addr)
     }
 
     /// The embedded broker's loopback address, when it is used.
@@ -154,6 +182,9 @@ impl Hub {
 
     /// Stops accepting, waits for every task, and drains the writer.
     pub async fn shutdown(self) {
+        if let Some(edge) = self.edge {
+            edge.shutdown().await;
+        }
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
@@ -199,6 +230,52 @@ async fn connect_broker(
             Ok((Some(broker), mqtt))
         }
     }
+}
+
+async fn start_edge(
+    config: &Config,
+    broker: &EmbeddedBroker,
+    store: &Store,
+    clock: &SharedClock,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<EdgeHandle, HubError> {
+    let certs = broker::certs::ensure_dev_certs(
+        &config.certs_dir,
+        std::slice::from_ref(&config.public_host),
+    )?;
+    let edge_config = EdgeConfig {
+        mqtts: Some(TlsListener {
+            addr: config.mqtts_addr,
+            cert_chain: certs.server_cert,
+            private_key: certs.server_key,
+            client_ca: Some(certs.ca_cert),
+        }),
+        mqtt_addr: config.mqtt_addr,
+        auth_mode: match config.device_auth {
+            DeviceAuth::Token => AuthMode::Token,
+            DeviceAuth::Certificate => AuthMode::Certificate,
+            DeviceAuth::Either => AuthMode::Either,
+        },
+        product_key: config.product_key.clone(),
+        ..EdgeConfig::default()
+    };
+    let endpoint = BrokerEndpoint {
+        addr: broker.addr(),
+        credentials: broker.edge_credentials().clone(),
+        max_connections: broker.limits().edge_connection_budget(),
+        max_packet_size: broker.limits().max_packet_size,
+    };
+    let presence = crate::edge::start_presence(store.clone(), clock.clone(), shutdown, tracker);
+    let authenticator = crate::edge::StoreAuthenticator::new(store.clone(), clock.clone());
+    let edge = Edge::start(edge_config, endpoint, authenticator, presence).await?;
+    if let Some(addr) = edge.mqtts_addr() {
+        tracing::info!(%addr, "device MQTT over TLS listening");
+    }
+    if let Some(addr) = edge.mqtt_addr() {
+        tracing::warn!(%addr, "plaintext device MQTT listening (development only)");
+    }
+    Ok(edge)
 }
 
 async fn serve_http(

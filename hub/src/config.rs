@@ -83,6 +83,9 @@ pub struct ServeArgs {
     /// registration answers [default: localhost].
     #[arg(long, env = "HUB_PUBLIC_HOST")]
     pub public_host: Option<String>,
+    /// How appliances authenticate: token, certificate or either [default: token].
+    #[arg(long, env = "HUB_DEVICE_AUTH")]
+    pub device_auth: Option<String>,
     /// Product key of the appliances' namespace [default: va].
     #[arg(long, env = "HUB_PRODUCT_KEY")]
     pub product_key: Option<String>,
@@ -119,6 +122,20 @@ pub struct Config {
     pub product_key: protocol::ProductKey,
     /// Admin token from `HUB_ADMIN_TOKEN`, if set.
     pub admin_token: Option<String>,
+    /// How appliances authenticate at the device edge.
+    pub device_auth: DeviceAuth,
+}
+
+/// How appliances prove who they are at the device edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceAuth {
+    /// MQTT password = appliance token.
+    #[default]
+    Token,
+    /// A client certificate signed by the hub's CA, CN = appliance id.
+    Certificate,
+    /// A client certificate when presented, else the token.
+    Either,
 }
 
 /// An external MQTT broker.
@@ -192,6 +209,17 @@ impl Config {
                 ));
             }
         }
+        let device_auth = match pick(first.device_auth, file.device_auth).as_deref() {
+            None | Some("token") => DeviceAuth::Token,
+            Some("certificate") => DeviceAuth::Certificate,
+            Some("either") => DeviceAuth::Either,
+            Some(other) => {
+                return Err(invalid(
+                    "device-auth",
+                    format!("`{other}` is not token, certificate or either"),
+                ))
+            }
+        };
         let admin_token = admin_token.filter(|t| !t.is_empty());
         if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(invalid(
@@ -226,6 +254,7 @@ impl Config {
                 .unwrap_or_else(|| "localhost".into()),
             product_key,
             admin_token,
+            device_auth,
         })
     }
 }

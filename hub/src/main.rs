@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 use hub::app::Hub;
 use hub::clock::SystemClock;
 use hub::config::{Config, ServeArgs};
+use protocol::ApplianceId;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Fleethub: an MQTT-first hub for fleets of on-premise appliances.
@@ -18,7 +20,36 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the hub: REST API, device MQTT, job engine and schedulers.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Development certificates: the CA, the server certificate, client
+    /// certificates for appliances.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Create the dev CA and server certificate where absent.
+    Init {
+        /// Where the certificates live.
+        #[arg(long, env = "HUB_CERTS_DIR", default_value = "certs/dev")]
+        certs_dir: PathBuf,
+        /// Extra host names for the server certificate (localhost,
+        /// 127.0.0.1 and ::1 are always in it).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+    /// Issue a client certificate (CN = appliance id) signed by the dev CA.
+    Client {
+        /// The appliance.
+        appliance_id: ApplianceId,
+        /// Where the CA lives.
+        #[arg(long, env = "HUB_CERTS_DIR", default_value = "certs/dev")]
+        certs_dir: PathBuf,
+        /// Where to write `<id>.pem` and `<id>-key.pem`.
+        #[arg(long, default_value = "certs/dev/clients")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,7 +65,24 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
+        Command::Certs(CertsCommand::Init { certs_dir, hosts }) => {
+            let paths = broker::certs::ensure_dev_certs(&certs_dir, &hosts)?;
+            println!("CA certificate:     {}", paths.ca_cert.display());
+            println!("server certificate: {}", paths.server_cert.display());
+            Ok(())
+        }
+        Command::Certs(CertsCommand::Client {
+            appliance_id,
+            certs_dir,
+            out,
+        }) => {
+            let cert = broker::certs::issue_client_cert(&certs_dir, &appliance_id)?;
+            let (cert_path, key_path) = cert.write_to(&out)?;
+            println!("certificate: {}", cert_path.display());
+            println!("key:         {}", key_path.display());
+            Ok(())
+        }
     }
 }
 

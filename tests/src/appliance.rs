@@ -68,6 +68,17 @@ impl TestAppliance {
         Self::connect_with(id, options).await
     }
 
+    /// Connects over TLS to the device edge with its token, trusting the
+    /// CA in `ca_pem`, and subscribes to its own topics.
+    pub async fn connect_tls(
+        identity: &Identity,
+        addr: SocketAddr,
+        ca_pem: &[u8],
+    ) -> anyhow::Result<Self> {
+        let options = tls_options(identity, addr, ca_pem)?;
+        Self::connect_with(identity.appliance_id, options).await
+    }
+
     /// Connects with the given options and subscribes to its own topics.
     pub async fn connect_with(id: ApplianceId, options: MqttOptions) -> anyhow::Result<Self> {
         let (client, mut eventloop) = AsyncClient::new(options, 64);
@@ -141,6 +152,21 @@ impl TestAppliance {
         .await?
     }
 
+    /// Waits until the connection is closed (by the other side).
+    pub async fn closed(&mut self) -> anyhow::Result<String> {
+        within("the connection to close", async {
+            loop {
+                match self.inbox.recv().await {
+                    Some(Inbound::Disconnected(err)) => return err,
+                    Some(Inbound::Message(kind, payload)) => self.held.push_back((kind, payload)),
+                    Some(Inbound::SubAck) => {}
+                    None => return "connection task ended".to_owned(),
+                }
+            }
+        })
+        .await
+    }
+
     /// The next notify.
     pub async fn notify(&mut self) -> anyhow::Result<Notify> {
         let payload = self.recv(MessageKind::JobNotify).await?;
@@ -204,4 +230,35 @@ impl TestAppliance {
             }
         }
     }
+}
+
+/// MQTT options for an appliance connecting over TLS with its token.
+pub fn tls_options(
+    identity: &Identity,
+    addr: SocketAddr,
+    ca_pem: &[u8],
+) -> anyhow::Result<MqttOptions> {
+    let id = identity.appliance_id.to_string();
+    let mut options = MqttOptions::new(id.clone(), addr.ip().to_string(), addr.port());
+    options
+        .set_credentials(id, identity.appliance_token.clone())
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(true)
+        .set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(client_config(ca_pem)?)),
+        ));
+    Ok(options)
+}
+
+/// A rustls client configuration trusting only the CA in `ca_pem`.
+pub fn client_config(ca_pem: &[u8]) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
+        roots.add(cert?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }

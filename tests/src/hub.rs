@@ -18,6 +18,7 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 /// A running hub and a REST client for it.
 pub struct TestHub {
     hub: Hub,
+    certs_dir: std::path::PathBuf,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     http: reqwest::Client,
@@ -39,6 +40,7 @@ impl TestHub {
         let base = format!("http://{}", hub.http_addr());
         Ok(Self {
             hub,
+            certs_dir: data_dir.join("certs"),
             base,
             http: reqwest::Client::new(),
         })
@@ -113,6 +115,17 @@ impl TestHub {
             bail!("job summary answered {status}: {body}");
         }
         Ok(body)
+    }
+
+    /// The dev CA the hub created, which appliances trust.
+    pub fn ca_pem(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(std::fs::read(self.certs_dir.join("ca.pem"))?)
+    }
+
+    /// Connects an appliance over TLS through the device edge.
+    pub async fn connect_tls(&self, identity: &Identity) -> anyhow::Result<TestAppliance> {
+        let addr = self.hub.mqtts_addr().context("device edge")?;
+        TestAppliance::connect_tls(identity, addr, &self.ca_pem()?).await
     }
 
     /// Connects an appliance through the embedded broker with the hub's

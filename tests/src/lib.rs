@@ -22,10 +22,36 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> anyhow::R
         .map_err(|_| anyhow::anyhow!("timed out waiting for {what}"))
 }
 
-/// Logs to the test output when `RUST_LOG` is set.
+/// Checks `condition` every 20 ms until it holds, failing with `what`
+/// after [`EVENT_TIMEOUT`]. For state that changes without an event the
+/// test can observe (a row written by a background task).
+pub async fn wait_until<F, Fut>(what: &str, mut condition: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+{
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    within(what, async {
+        loop {
+            tick.tick().await;
+            if condition().await? {
+                return Ok(());
+            }
+        }
+    })
+    .await?
+}
+
+/// Installs the TLS crypto provider, and logs to the test output when
+/// `RUST_LOG` is set.
 pub fn init_logging() {
+    // reqwest and rumqttc use rustls without a built-in provider choice.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() else {
+        return;
+    };
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_test_writer()
         .try_init();
 }

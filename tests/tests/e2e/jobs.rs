@@ -88,11 +88,7 @@ async fn notify_watcher(
                         let _ = ready.send(());
                     }
                 }
-                Event::Incoming(Packet::Publish(p)) => {
-                    if tx.send(p.topic).is_err() {
-                        return;
-                    }
-                }
+                Event::Incoming(Packet::Publish(p)) if tx.send(p.topic.clone()).is_err() => return,
                 _ => {}
             }
         }

@@ -1,0 +1,128 @@
+//! Appliances through the device edge, over TLS with their tokens: jobs
+//! work, presence is recorded, and an appliance cannot act for another.
+
+use hub::model::ApplianceStatus;
+use protocol::{ExecutionStatus, MessageKind, ReplyCode};
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet};
+use serde_json::json;
+use tests::appliance::{tls_options, Identity};
+use tests::{wait_until, within, TestHub};
+
+async fn status_of(hub: &TestHub, identity: &Identity) -> anyhow::Result<ApplianceStatus> {
+    let credentials = hub
+        .hub()
+        .store()
+        .appliance_credentials(identity.appliance_id)
+        .await?;
+    Ok(credentials.expect("provisioned appliance").status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appliance_over_tls_completes_a_job_and_its_presence_is_recorded() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let hub = TestHub::start(dir.path()).await?;
+    let identity = hub.provision(1).await?.remove(0);
+    assert_eq!(status_of(&hub, &identity).await?, ApplianceStatus::Offline);
+
+    let mut appliance = hub.connect_tls(&identity).await?;
+    wait_until("the appliance online", || async {
+        Ok(status_of(&hub, &identity).await? == ApplianceStatus::Online)
+    })
+    .await?;
+
+    let job_id = hub
+        .create_job(
+            json!({"taskType": "collectMetrics"}),
+            &[identity.appliance_id],
+        )
+        .await?;
+    let task = appliance.notify().await?.params.task;
+    let reply = appliance
+        .update(json!({"taskId": task.task_id, "status": "SUCCEEDED"}))
+        .await?;
+    assert_eq!(reply.code, ReplyCode::Ok, "{}", reply.message);
+    assert_eq!(
+        reply.data.map(|d| d.status),
+        Some(ExecutionStatus::Succeeded)
+    );
+    assert_eq!(hub.job(&job_id).await?["counts"]["SUCCEEDED"], 1);
+
+    drop(appliance);
+    wait_until("the appliance offline", || async {
+        Ok(status_of(&hub, &identity).await? == ApplianceStatus::Offline)
+    })
+    .await?;
+    hub.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_refused_with_bad_username_or_password() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = TestHub::start(dir.path()).await?;
+    let mut identity = hub.provision(1).await?.remove(0);
+    identity.appliance_token = "0".repeat(64);
+    let addr = hub.hub().mqtts_addr().expect("device edge");
+    let (_client, mut eventloop) =
+        AsyncClient::new(tls_options(&identity, addr, &hub.ca_pem()?)?, 8);
+    let outcome = within("CONNACK", async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => return Ok(ack.code),
+                Ok(_) => continue,
+                Err(rumqttc::ConnectionError::ConnectionRefused(code)) => return Ok(code),
+                Err(err) => return Err(err),
+            }
+        }
+    })
+    .await?;
+    assert_eq!(outcome?, ConnectReturnCode::BadUserNamePassword);
+    assert_eq!(status_of(&hub, &identity).await?, ApplianceStatus::Offline);
+    hub.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appliance_cannot_update_another_appliances_task() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = TestHub::start(dir.path()).await?;
+    let identities = hub.provision(2).await?;
+    let mut victim = hub.connect_tls(&identities[0]).await?;
+    let mut attacker = hub.connect_tls(&identities[1]).await?;
+    let job_id = hub
+        .create_job(
+            json!({"taskType": "collectMetrics"}),
+            &[identities[0].appliance_id],
+        )
+        .await?;
+    let task = victim.notify().await?.params.task;
+
+    // Publishing on the victim's update topic closes the attacker's
+    // connection at the edge; the hub never sees the message.
+    let forged = json!({"id": "x", "version": "1.0",
+                        "params": {"taskId": task.task_id, "status": "SUCCEEDED"}});
+    let victim_topic = protocol::Topic::new(
+        protocol::ProductKey::default(),
+        identities[0].appliance_id,
+        MessageKind::JobUpdate,
+    );
+    attacker
+        .publish_to(&victim_topic.to_string(), serde_json::to_vec(&forged)?)
+        .await?;
+    attacker.closed().await?;
+
+    // The execution is untouched.
+    let current = victim.get(task.task_id.as_str()).await?;
+    let Some(protocol::message::GetReplyData::One {
+        task: Some(current),
+    }) = current.data
+    else {
+        panic!("expected the task");
+    };
+    assert_eq!(current.status, ExecutionStatus::Sent);
+    assert_eq!(current.version_number, task.version_number);
+    assert_eq!(hub.job(&job_id).await?["counts"]["SUCCEEDED"], 0);
+    hub.stop().await;
+    Ok(())
+}
