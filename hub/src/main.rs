@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttd=warn".into()),
+                .unwrap_or_else(|_| "info,rumqttd=off".into()),
         )
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -448,14 +448,35 @@ pub fn decode_notify(payload: &[u8]) -> Result<Notify, ProtocolError> {
     Ok(notify)
 }
 
-/// Decodes a `get_reply` (appliance side).
+/// Decodes a `get_reply` (appliance side), validating the documents of the
+/// tasks it carries as [`decode_notify`] does.
 pub fn decode_get_reply(payload: &[u8]) -> Result<Reply<GetReplyData>, ProtocolError> {
-    Ok(serde_json::from_slice(payload)?)
+    let reply: Reply<GetReplyData> = serde_json::from_slice(payload)?;
+    check_reply_version(&reply.version)?;
+    if let Some(GetReplyData::One { task: Some(task) }) = &reply.data {
+        task.job_document.validate()?;
+        if let Some(file) = &task.job_file {
+            file.validate()?;
+        }
+    }
+    Ok(reply)
 }
 
 /// Decodes an `update_reply` (appliance side).
 pub fn decode_update_reply(payload: &[u8]) -> Result<Reply<UpdateReplyData>, ProtocolError> {
-    Ok(serde_json::from_slice(payload)?)
+    let reply: Reply<UpdateReplyData> = serde_json::from_slice(payload)?;
+    check_reply_version(&reply.version)?;
+    Ok(reply)
+}
+
+fn check_reply_version(version: &str) -> Result<(), ProtocolError> {
+    if version == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(ProtocolError::UnsupportedVersion(
+            version.chars().take(16).collect(),
+        ))
+    }
 }
 
 /// The `id` of a request whose payload could not be decoded, when it can

@@ -10,10 +10,14 @@ use crate::ProtocolError;
 /// The state of one execution (one task on one appliance).
 ///
 /// ```text
-/// QUEUED -> SENT -> IN_PROGRESS -> SUCCEEDED | FAILED | REJECTED
-///   |        |          |
-///   +--------+----------+-> TIMED_OUT | CANCELED | REMOVED  (decided by the hub)
+/// QUEUED -> SENT -> IN_PROGRESS -> SUCCEEDED | FAILED | REJECTED   (device)
+///            SENT | IN_PROGRESS -> TIMED_OUT                       (hub: timeout)
+/// QUEUED | SENT                 -> CANCELED                        (hub: cancel)
+/// QUEUED | SENT | IN_PROGRESS   -> CANCELED                        (hub: force-cancel)
+/// QUEUED | SENT | IN_PROGRESS   -> REMOVED                         (hub: appliance removed)
 /// ```
+/// A device may also go from SENT straight to a result. `topics.md`
+/// section 7 has the whole table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ExecutionStatus {
     /// Created, not yet released to the appliance.
