@@ -14,16 +14,24 @@
 //! - [`runner`]: the I/O shell of one appliance (one task).
 //! - [`fleet`]: many appliances with a connection ramp-up and one shutdown.
 //! - [`stats`]: counters and latency histograms shared by a fleet.
+//! - [`cli`], [`launch`], [`bench`], [`progress`], [`report`]: the binary's
+//!   command line, `run`, the benchmark scenarios, the live progress bar and
+//!   the final report.
 //!
 //! The decision logic never touches the network: everything below
 //! `appliance` is pure, everything else is a thin shell around it.
 
 pub mod appliance;
+pub mod bench;
+pub mod cli;
 pub mod fault;
 pub mod fleet;
 pub mod hub_api;
 pub mod identity;
+pub mod launch;
 pub mod mqtt;
+pub mod progress;
+pub mod report;
 pub mod runner;
 pub mod stats;
 pub mod transfer;

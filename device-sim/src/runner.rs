@@ -63,7 +63,11 @@ impl Shared {
 /// Runs one appliance until the fleet shuts down or it unregisters.
 pub async fn run(shared: Arc<Shared>, app: Appliance) {
     let options = shared.broker.options(app.identity());
-    let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
+    // rumqttc preallocates room for 100 buffered events per connection
+    // (about 10 KiB); an appliance sees a handful at a time, so let the
+    // queue grow on demand instead.
+    eventloop.state.events = std::collections::VecDeque::new();
     let jitter = app.identity().appliance_id.as_uuid().as_u128() as u64;
     let shell = Shell {
         shared,
@@ -102,7 +106,12 @@ impl Shell {
     async fn run(mut self, mut app: Appliance) {
         let mut out = Vec::new();
         loop {
-            self.carry_out(&mut app, &mut out).await;
+            if !out.is_empty() {
+                // Boxed: acting is rare next to waiting, and its future
+                // (graceful disconnects, ...) would otherwise enlarge every
+                // idle appliance's task.
+                Box::pin(self.carry_out(&mut app, &mut out)).await;
+            }
             if app.is_forgotten() || self.shared.shutdown.is_cancelled() {
                 break;
             }
@@ -126,7 +135,7 @@ impl Shell {
                 }
             }
         }
-        self.goodbye().await;
+        Box::pin(self.goodbye()).await;
     }
 
     fn on_event(
@@ -348,7 +357,8 @@ async fn sleep_until_some(at: Option<Instant>) {
 
 async fn step_some(transfer: &mut Option<Box<Transfer>>) -> TransferEvent {
     match transfer {
-        Some(transfer) => transfer.step().await,
+        // Boxed: only a transferring appliance pays for the HTTP future.
+        Some(transfer) => Box::pin(transfer.step()).await,
         None => pending().await,
     }
 }
