@@ -43,7 +43,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -138,6 +138,9 @@ pub(crate) struct Shared {
     pub(crate) presence: Presence,
     pub(crate) counters: Counters,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Loopback connections between TCP connect and CONNACK (see
+    /// `session::UPSTREAM_OPENING`).
+    pub(crate) upstream_opening: tokio::sync::Semaphore,
 }
 
 /// Resolves once the edge is shutting down (or its handle is gone).
@@ -174,6 +177,7 @@ impl Edge {
             broker,
             authenticator,
             presence: Presence::new(presence),
+            upstream_opening: tokio::sync::Semaphore::new(session::UPSTREAM_OPENING),
             counters: Counters::default(),
             shutdown: shutdown_rx,
             config,
@@ -203,10 +207,22 @@ impl Edge {
     }
 }
 
+/// Accept queue of the public listeners (the kernel caps it at
+/// `net.core.somaxconn`): thousands of appliances reconnect at once after a
+/// restart, and a full queue drops SYNs, which costs each a 1 s retransmit.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, EdgeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| EdgeError::Bind { addr, source })
+    let error = |source| EdgeError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(error)?;
+    socket.set_reuseaddr(true).map_err(error)?;
+    socket.bind(addr).map_err(error)?;
+    socket.listen(LISTEN_BACKLOG).map_err(error)
 }
 
 /// The running edge. Dropping it aborts every task; [`EdgeHandle::shutdown`]

@@ -32,6 +32,12 @@ use super::guard::{encode, flags_ok, judge, PendingSubacks, Verdict};
 use super::{Counters, DisconnectReason, PresenceEvent, Shared};
 use crate::upstream::{self, Upstream};
 
+/// Loopback connections the edge opens at once. rumqttd accepts on one
+/// thread that blocks on its router for every new connection, behind a
+/// kernel accept queue of 1024: opening more at once only overflows that
+/// queue, and a dropped SYN costs the appliance a 1 s retransmission.
+pub(crate) const UPSTREAM_OPENING: usize = 128;
+
 /// Time given to a closing handshake (TLS close_notify) with the appliance.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Read chunk of both loops.
@@ -105,10 +111,10 @@ async fn open_upstream(
         broker.credentials.username.clone(),
         broker.credentials.password.clone(),
     );
-    let opened = timeout(
-        shared.config.upstream_timeout,
-        upstream::open(broker.addr, &connect, broker.max_packet_size),
-    )
+    let opened = timeout(shared.config.upstream_timeout, async {
+        let _slot = shared.upstream_opening.acquire().await;
+        upstream::open(broker.addr, &connect, broker.max_packet_size).await
+    })
     .await;
     match opened {
         Err(_) => Err("no CONNACK in time".to_owned()),
