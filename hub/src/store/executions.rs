@@ -1,7 +1,7 @@
 //! The `executions` table: rows <-> [`ExecutionState`], device updates,
 //! release, and the reads a device makes (`$next`, `$list`, one task).
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::sync::LazyLock;
 
 use protocol::message::{Task, TaskSummary, UpdateParams, UpdateReplyData};
@@ -11,19 +11,22 @@ use rusqlite::{params, Connection, Row};
 use super::row::{self, get, int, int_opt, json_opt, parsed, sql_count};
 use super::writer::WriteCtx;
 use super::{outbox, schema, ExecutionView, OutboxMessage, StoreError, UpdateResult};
-use crate::engine::{self, ExecutionState, UpdateOutcome};
+use crate::engine::{self, ExecutionState, HubAction, UpdateOutcome};
 use crate::model::JobId;
 
 /// The columns [`decode`] reads, in order, from `executions e`.
-pub(crate) const COLUMNS: &str = "e.task_id, e.job_id, e.appliance_id, e.execution_number, \
+pub(crate) const COLUMNS: &str =
+    "e.rowid, e.task_id, e.job_id, e.appliance_id, e.execution_number, \
      e.status, e.version_number, e.progress, e.status_details, e.result, e.error_message, \
      e.client_tokens, e.queued_at, e.sent_at, e.started_at, e.finished_at, e.updated_at";
 /// How many they are: the next column of a query is at this index.
-pub(crate) const COLUMN_COUNT: usize = 16;
+pub(crate) const COLUMN_COUNT: usize = 17;
 
 /// One execution row.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ExecutionRecord {
+    /// Where the row is, for writing it back in the same transaction.
+    pub(crate) rowid: i64,
     pub(crate) task_id: TaskId,
     pub(crate) job_id: JobId,
     pub(crate) appliance_id: ApplianceId,
@@ -32,26 +35,27 @@ pub(crate) struct ExecutionRecord {
 
 /// Decodes the [`COLUMNS`] of a row.
 pub(crate) fn decode(row: &Row<'_>) -> Result<ExecutionRecord, StoreError> {
-    let task_id: TaskId = parsed(row, 0, "executions.task_id")?;
-    let tokens: String = get(row, 10)?;
+    let task_id: TaskId = parsed(row, 1, "executions.task_id")?;
+    let tokens: String = get(row, 11)?;
     let recent_tokens = decode_tokens(&tokens, &task_id)?;
     Ok(ExecutionRecord {
-        job_id: parsed(row, 1, "executions.job_id")?,
-        appliance_id: parsed(row, 2, "executions.appliance_id")?,
+        rowid: get(row, 0)?,
+        job_id: parsed(row, 2, "executions.job_id")?,
+        appliance_id: parsed(row, 3, "executions.appliance_id")?,
         state: ExecutionState {
-            execution_number: int(row, 3, "executions.execution_number")?,
-            status: parsed(row, 4, "executions.status")?,
-            version_number: int(row, 5, "executions.version_number")?,
-            progress: int_opt(row, 6, "executions.progress")?,
-            status_details: json_opt(row, 7, "executions.status_details")?,
-            result: json_opt(row, 8, "executions.result")?,
-            error_message: get(row, 9)?,
+            execution_number: int(row, 4, "executions.execution_number")?,
+            status: parsed(row, 5, "executions.status")?,
+            version_number: int(row, 6, "executions.version_number")?,
+            progress: int_opt(row, 7, "executions.progress")?,
+            status_details: json_opt(row, 8, "executions.status_details")?,
+            result: json_opt(row, 9, "executions.result")?,
+            error_message: get(row, 10)?,
             recent_tokens,
-            queued_at: get(row, 11)?,
-            sent_at: get(row, 12)?,
-            started_at: get(row, 13)?,
-            finished_at: get(row, 14)?,
-            updated_at: get(row, 15)?,
+            queued_at: get(row, 12)?,
+            sent_at: get(row, 13)?,
+            started_at: get(row, 14)?,
+            finished_at: get(row, 15)?,
+            updated_at: get(row, 16)?,
         },
         task_id,
     })
@@ -128,19 +132,20 @@ pub(crate) fn insert(
     Ok(())
 }
 
-/// Writes a state back to its row.
+/// Writes a state back to its row (by rowid, read in this transaction:
+/// one index descent less than by task id).
 pub(crate) fn save(
     conn: &Connection,
-    task_id: &TaskId,
+    rowid: i64,
     state: &ExecutionState,
 ) -> Result<(), StoreError> {
     let mut statement = conn.prepare_cached(
         "UPDATE executions SET status = ?2, version_number = ?3, progress = ?4, \
          status_details = ?5, result = ?6, error_message = ?7, client_tokens = ?8, \
-         sent_at = ?9, started_at = ?10, finished_at = ?11, updated_at = ?12 WHERE task_id = ?1",
+         sent_at = ?9, started_at = ?10, finished_at = ?11, updated_at = ?12 WHERE rowid = ?1",
     )?;
     statement.execute(params![
-        task_id.as_str(),
+        rowid,
         state.status.as_str(),
         version(state)?,
         state.progress,
@@ -168,7 +173,8 @@ pub(crate) fn load(
     rows.next()?.map(decode).transpose()
 }
 
-/// Applies a device's update in the writer: read, decide, write.
+/// Applies a device's update in the writer: read, decide, write. Writes
+/// one statement, last: the store runs it without a savepoint.
 pub(crate) fn record_update(
     ctx: &mut WriteCtx<'_>,
     appliance: ApplianceId,
@@ -186,7 +192,7 @@ pub(crate) fn record_update(
         Err(rejection) => Ok(UpdateResult::Rejected(rejection)),
         Ok(UpdateOutcome::Duplicate { reply }) => Ok(UpdateResult::Duplicate(reply)),
         Ok(UpdateOutcome::Applied { state, reply }) => {
-            save(conn, &record.task_id, &state)?;
+            save(conn, record.rowid, &state)?;
             ctx.moved(record.job_id, Some(record.state.status), state.status, now);
             Ok(UpdateResult::Accepted(reply))
         }
@@ -239,43 +245,45 @@ pub(crate) fn release(
         None => with_product_keys(conn, &RELEASE_ANY, params![limit])?,
         Some(job) => with_product_keys(conn, &RELEASE_ONE, params![limit, job.to_string()])?,
     };
+    apply_hub_all(ctx, records, HubAction::Release, now)
+}
+
+/// Applies a hub transition to each execution: saves it, counts it, and
+/// writes a notify to the outbox when the engine says the device must know.
+pub(crate) fn apply_hub_all(
+    ctx: &mut WriteCtx<'_>,
+    records: Vec<(ExecutionRecord, ProductKey)>,
+    action: HubAction,
+    now: i64,
+) -> Result<Vec<OutboxMessage>, StoreError> {
+    let conn = ctx.conn();
     let mut documents: HashMap<JobId, JobDocument> = HashMap::new();
-    let mut messages = Vec::with_capacity(records.len());
+    let mut messages = Vec::new();
     for (record, product_key) in records {
-        let outcome = engine::release(&record.state, now)
-            .map_err(|e| StoreError::Corrupt(format!("release of {}: {e}", record.task_id)))?;
-        save(conn, &record.task_id, &outcome.state)?;
-        ctx.moved(
-            record.job_id,
-            Some(record.state.status),
-            outcome.state.status,
-            now,
-        );
-        if outcome.notify {
-            let document = match documents.get(&record.job_id) {
-                Some(document) => document.clone(),
-                None => {
-                    let document = super::jobs::document(conn, record.job_id)?;
-                    documents.insert(record.job_id, document.clone());
-                    document
-                }
-            };
-            let appliance = record.appliance_id;
-            let task = to_task(
-                ExecutionRecord {
-                    state: outcome.state,
-                    ..record
-                },
-                document,
-            );
-            messages.push(outbox::push_notify(
-                conn,
-                appliance,
-                product_key,
-                task,
-                now,
-            )?);
+        let outcome = engine::apply_hub(&record.state, action, now)
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", record.task_id)))?;
+        save(conn, record.rowid, &outcome.state)?;
+        let (from, to) = (record.state.status, outcome.state.status);
+        ctx.moved(record.job_id, Some(from), to, now);
+        if !outcome.notify {
+            continue;
         }
+        let document = match documents.entry(record.job_id) {
+            Entry::Occupied(entry) => entry.get().clone(),
+            Entry::Vacant(entry) => entry
+                .insert(super::jobs::document(conn, record.job_id)?)
+                .clone(),
+        };
+        let appliance = record.appliance_id;
+        let state = outcome.state;
+        let task = to_task(ExecutionRecord { state, ..record }, document);
+        messages.push(outbox::push_notify(
+            conn,
+            appliance,
+            product_key,
+            task,
+            now,
+        )?);
     }
     Ok(messages)
 }
@@ -295,12 +303,12 @@ fn release_sql(job_filter: &str) -> String {
     )
 }
 
-/// `e.status IN (...)` of the released, non-terminal statuses, written as
-/// the partial index `executions_open_by_appliance` needs to be used.
+/// The released, non-terminal statuses, written with the very condition of
+/// the partial index `executions_open_by_appliance` so that it is used.
 fn released_open_filter() -> String {
     format!(
-        "e.status IN ({open}) AND e.status <> '{queued}'",
-        open = schema::status_list(|s| !s.is_terminal()),
+        "{open} AND e.status <> '{queued}'",
+        open = schema::status_one_of("e.status", |s| !s.is_terminal()),
         queued = ExecutionStatus::Queued.as_str(),
     )
 }
@@ -308,7 +316,8 @@ fn released_open_filter() -> String {
 /// `$next` (index `executions_open_by_appliance`).
 pub(crate) static NEXT_TASK: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {COLUMNS}, j.document FROM executions e JOIN jobs j ON j.id = e.job_id \
+        "SELECT {COLUMNS}, d.document FROM executions e \
+         JOIN job_documents d ON d.job_id = e.job_id \
          WHERE e.appliance_id = ?1 AND {open} ORDER BY e.queued_at, e.rowid LIMIT 1",
         open = released_open_filter(),
     )
@@ -340,7 +349,8 @@ pub(crate) fn get_task(
 ) -> Result<Option<Task>, StoreError> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "SELECT {COLUMNS}, j.document FROM executions e JOIN jobs j ON j.id = e.job_id \
+            "SELECT {COLUMNS}, d.document FROM executions e \
+         JOIN job_documents d ON d.job_id = e.job_id \
              WHERE e.task_id = ?1 AND e.appliance_id = ?2 AND e.status <> '{queued}'",
             queued = ExecutionStatus::Queued.as_str(),
         )
@@ -359,7 +369,7 @@ fn one_task(
         return Ok(None);
     };
     let document: String = get(row, COLUMN_COUNT)?;
-    let document = row::json_text(&document, "jobs.document")?;
+    let document = row::json_text(&document, "job_documents.document")?;
     Ok(Some(to_task(decode(row)?, document)))
 }
 

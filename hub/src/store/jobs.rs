@@ -7,11 +7,11 @@ use std::sync::LazyLock;
 use protocol::{ExecutionStatus, JobDocument, TaskId};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::appliances;
 use super::executions::{self, COLUMNS};
 use super::row::{self, get, int, parsed, parsed_opt, sql_count};
-use super::schema::{counter_column, status_list};
+use super::schema::{counter_column, status_one_of};
 use super::writer::WriteCtx;
-use super::{appliances, outbox};
 use super::{ExecutionView, JobCreated, JobSummary, NewJob, OutboxMessage, Page, StoreError};
 use crate::engine::{self, ExecutionState};
 use crate::model::{JobId, JobStatus, StatusCounts};
@@ -37,8 +37,8 @@ pub(crate) fn create(conn: &Connection, job: NewJob) -> Result<JobCreated, Store
 
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "INSERT INTO jobs (id, customer_id, task_type, document, targets, status, {queued}, \
-             created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            "INSERT INTO jobs (id, customer_id, task_type, status, {queued}, created_at, \
+             updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
             queued = counter_column(ExecutionStatus::Queued),
         )
     });
@@ -52,11 +52,17 @@ pub(crate) fn create(conn: &Connection, job: NewJob) -> Result<JobCreated, Store
         job_id,
         job.customer_id.map(|c| c.to_string()),
         job.document.task_type().as_str(),
-        serde_json::to_string(&job.document)?,
-        serde_json::to_string(&targets)?,
         status.as_str(),
         sql_count(targets.len()),
         job.now,
+    ])?;
+    conn.prepare_cached(
+        "INSERT INTO job_documents (job_id, document, targets) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![
+        job_id,
+        serde_json::to_string(&job.document)?,
+        serde_json::to_string(&targets)?,
     ])?;
     let state = ExecutionState::queued(1, job.now);
     for target in &targets {
@@ -76,12 +82,13 @@ pub(crate) fn create(conn: &Connection, job: NewJob) -> Result<JobCreated, Store
 
 /// A job's document.
 pub(crate) fn document(conn: &Connection, job: JobId) -> Result<JobDocument, StoreError> {
-    let mut statement = conn.prepare_cached("SELECT document FROM jobs WHERE id = ?1")?;
+    let mut statement =
+        conn.prepare_cached("SELECT document FROM job_documents WHERE job_id = ?1")?;
     let text: String = statement
         .query_row([job.to_string()], |row| row.get(0))
         .optional()?
         .ok_or_else(|| StoreError::Corrupt(format!("execution of missing job {job}")))?;
-    row::json_text(&text, "jobs.document")
+    row::json_text(&text, "job_documents.document")
 }
 
 fn status(conn: &Connection, job: JobId) -> Result<Option<JobStatus>, StoreError> {
@@ -103,8 +110,8 @@ pub(crate) fn cancel(
 ) -> Result<Option<Vec<OutboxMessage>>, StoreError> {
     static OPEN: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "SELECT EXISTS (SELECT 1 FROM executions WHERE job_id = ?1 AND status IN ({}))",
-            status_list(|s| !s.is_terminal())
+            "SELECT EXISTS (SELECT 1 FROM executions WHERE job_id = ?1 AND {})",
+            status_one_of("status", |s| !s.is_terminal())
         )
     });
     static CANCELABLE: LazyLock<[String; 2]> = LazyLock::new(|| {
@@ -112,8 +119,11 @@ pub(crate) fn cancel(
             format!(
                 "SELECT {COLUMNS}, a.product_key FROM executions e \
                  JOIN appliances a ON a.id = e.appliance_id \
-                 WHERE e.job_id = ?1 AND e.status IN ({}) ORDER BY e.queued_at, e.rowid",
-                status_list(|s| engine::HubAction::cancel(force).allowed_from(*s))
+                 WHERE e.job_id = ?1 AND {} \
+                 ORDER BY e.appliance_id, e.execution_number",
+                status_one_of("e.status", |s| {
+                    engine::HubAction::cancel(force).allowed_from(*s)
+                })
             )
         })
     });
@@ -124,35 +134,8 @@ pub(crate) fn cancel(
     let id = job.to_string();
     let had_open: bool = conn.prepare_cached(&OPEN)?.query_row([&id], |r| r.get(0))?;
     let records = executions::with_product_keys(conn, &CANCELABLE[usize::from(force)], [&id])?;
-    let mut messages = Vec::new();
-    let mut document = None;
-    for (record, product_key) in records {
-        let outcome = engine::cancel(&record.state, force, now)
-            .map_err(|e| StoreError::Corrupt(format!("cancel of {}: {e}", record.task_id)))?;
-        executions::save(conn, &record.task_id, &outcome.state)?;
-        ctx.moved(job, Some(record.state.status), outcome.state.status, now);
-        if outcome.notify {
-            let document = match &document {
-                Some(document) => Clone::clone(document),
-                None => document.insert(self::document(conn, job)?).clone(),
-            };
-            let appliance = record.appliance_id;
-            let task = executions::to_task(
-                executions::ExecutionRecord {
-                    state: outcome.state,
-                    ..record
-                },
-                document,
-            );
-            messages.push(outbox::push_notify(
-                conn,
-                appliance,
-                product_key,
-                task,
-                now,
-            )?);
-        }
-    }
+    let action = engine::HubAction::cancel(force);
+    let messages = executions::apply_hub_all(ctx, records, action, now)?;
     if had_open && job_status == JobStatus::InProgress {
         conn.prepare_cached(
             "UPDATE jobs SET status = ?2, updated_at = max(updated_at, ?3) WHERE id = ?1",
@@ -195,7 +178,8 @@ pub(crate) fn summary(conn: &Connection, job: JobId) -> Result<Option<JobSummary
     }))
 }
 
-/// A page of a job's executions, oldest first (then by task id).
+/// A page of a job's executions, by appliance then attempt (the order of
+/// the job's unique index: no sort, stable across pages).
 pub(crate) fn list_executions(
     conn: &Connection,
     job: JobId,
@@ -229,6 +213,6 @@ pub(crate) fn list_executions(
 fn page_sql(status_filter: &str) -> String {
     format!(
         "SELECT {COLUMNS} FROM executions e WHERE e.job_id = ?1 {status_filter} \
-         ORDER BY e.queued_at, e.task_id LIMIT ?2 OFFSET ?3"
+         ORDER BY e.appliance_id, e.execution_number LIMIT ?2 OFFSET ?3"
     )
 }

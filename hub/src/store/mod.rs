@@ -59,7 +59,7 @@ pub use types::{
 
 use crate::model::{CustomerId, JobId};
 use readers::Readers;
-use writer::{Command, Stats, WriteCtx};
+use writer::{Command, Isolation, Stats, WriteCtx};
 
 /// SQLite's `synchronous` setting of the write connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -226,10 +226,28 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
     {
+        self.submit(Isolation::Savepoint, f).await
+    }
+
+    /// [`Store::write`] for a command that writes at most one statement,
+    /// after all its fallible reads (see [`Isolation::SingleStatement`]).
+    async fn write_single<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.submit(Isolation::SingleStatement, f).await
+    }
+
+    async fn submit<R, F>(&self, isolation: Isolation, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
+    {
         let commands = self.inner.commands.as_ref().ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         commands
-            .try_send(Command::operation(f, reply))
+            .try_send(Command::operation(isolation, f, reply))
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
@@ -255,7 +273,7 @@ impl Store {
         now: i64,
     ) -> Result<CustomerId, StoreError> {
         let name = name.into();
-        self.write(move |ctx| appliances::create_customer(ctx.conn(), &name, now))
+        self.write_single(move |ctx| appliances::create_customer(ctx.conn(), &name, now))
             .await
     }
 
@@ -296,7 +314,7 @@ impl Store {
         online: bool,
         now: i64,
     ) -> Result<bool, StoreError> {
-        self.write(move |ctx| appliances::record_presence(ctx.conn(), id, online, now))
+        self.write_single(move |ctx| appliances::record_presence(ctx.conn(), id, online, now))
             .await
     }
 
@@ -377,7 +395,7 @@ impl Store {
         update: UpdateParams,
         now: i64,
     ) -> Result<UpdateResult, StoreError> {
-        self.write(move |ctx| executions::record_update(ctx, appliance, &update, now))
+        self.write_single(move |ctx| executions::record_update(ctx, appliance, &update, now))
             .await
     }
 

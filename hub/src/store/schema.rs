@@ -2,10 +2,10 @@
 //!
 //! Migrations are `migrations/NNN_name.sql`, applied in order at open
 //! inside one transaction and tracked with `PRAGMA user_version`. Their
-//! `{{NAME}}` placeholders are filled in from the Rust enums' `as_str`, the
-//! one place a status gets its text form. A migration, once released, is
-//! never edited: adding a status means a new migration that rebuilds the
-//! table's CHECK.
+//! placeholders (`{{column IN LIST}}`, `{{NAME}}`) are filled in from the
+//! Rust enums' `as_str`, the one place a status gets its text form. A
+//! migration, once released, is never edited: adding a status means a new
+//! migration that rebuilds the table's CHECK.
 
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ pub(crate) const OUTBOX_KINDS: [MessageKind; 1] = [MessageKind::JobNotify];
 /// How long a connection waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Page cache of the writer, in KiB (negative = KiB for `cache_size`).
+const WRITER_CACHE_KIB: i64 = -65_536;
+
 /// The newest schema version this binary knows.
 pub(crate) fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
@@ -43,18 +46,30 @@ pub(crate) fn counter_column(status: ExecutionStatus) -> String {
     status.as_str().to_ascii_lowercase()
 }
 
-fn quoted<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
-    values
-        .into_iter()
-        .map(|v| format!("'{}'", v.replace('\'', "''")))
-        .collect::<Vec<_>>()
-        .join(", ")
+fn quoted(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
 }
 
-/// The quoted text forms of the execution statuses that match `keep`, in
-/// `ExecutionStatus::ALL` order, for `status IN (...)`.
-pub(crate) fn status_list(keep: impl Fn(&ExecutionStatus) -> bool) -> String {
-    quoted(
+/// `(column = 'a' OR column = 'b' ...)`: membership written without `IN`,
+/// because SQLite evaluates `x IN (list)` by building an ephemeral b-tree
+/// each time, and these conditions are evaluated on every transition (the
+/// status CHECK, the partial index of open executions).
+pub(crate) fn one_of<'a>(column: &str, values: impl IntoIterator<Item = &'a str>) -> String {
+    let terms: Vec<String> = values
+        .into_iter()
+        .map(|v| format!("{column} = {}", quoted(v)))
+        .collect();
+    if terms.is_empty() {
+        return "0".to_owned();
+    }
+    format!("({})", terms.join(" OR "))
+}
+
+/// [`one_of`] the execution statuses that match `keep`, in
+/// `ExecutionStatus::ALL` order.
+pub(crate) fn status_one_of(column: &str, keep: impl Fn(&ExecutionStatus) -> bool) -> String {
+    one_of(
+        column,
         ExecutionStatus::ALL
             .iter()
             .filter(|s| keep(s))
@@ -62,7 +77,40 @@ pub(crate) fn status_list(keep: impl Fn(&ExecutionStatus) -> bool) -> String {
     )
 }
 
-fn placeholders() -> Vec<(&'static str, String)> {
+/// The lists a migration can test membership in: `{{column IN NAME}}`.
+fn value_lists() -> Vec<(&'static str, Vec<&'static str>)> {
+    let statuses = |keep: fn(&ExecutionStatus) -> bool| {
+        ExecutionStatus::ALL
+            .iter()
+            .filter(|s| keep(s))
+            .map(|s| s.as_str())
+            .collect()
+    };
+    vec![
+        ("EXECUTION_STATUSES", statuses(|_| true)),
+        ("OPEN_STATUSES", statuses(|s| !s.is_terminal())),
+        ("QUEUED", statuses(|s| *s == ExecutionStatus::Queued)),
+        (
+            "JOB_STATUSES",
+            JobStatus::ALL.iter().map(|s| s.as_str()).collect(),
+        ),
+        (
+            "APPLIANCE_STATUSES",
+            ApplianceStatus::ALL.iter().map(|s| s.as_str()).collect(),
+        ),
+        (
+            "TASK_TYPES",
+            TaskType::ALL.iter().map(|t| t.as_str()).collect(),
+        ),
+        (
+            "OUTBOX_KINDS",
+            OUTBOX_KINDS.iter().map(|k| k.suffix()).collect(),
+        ),
+    ]
+}
+
+/// Plain text placeholders: `{{NAME}}`.
+fn fragments() -> Vec<(&'static str, String)> {
     let counters = ExecutionStatus::ALL
         .iter()
         .map(|s| {
@@ -71,42 +119,38 @@ fn placeholders() -> Vec<(&'static str, String)> {
         })
         .collect::<Vec<_>>()
         .join(",\n    ");
-    vec![
-        ("EXECUTION_STATUSES", status_list(|_| true)),
-        ("OPEN_STATUSES", status_list(|s| !s.is_terminal())),
-        ("QUEUED", status_list(|s| *s == ExecutionStatus::Queued)),
-        (
-            "JOB_STATUSES",
-            quoted(JobStatus::ALL.iter().map(|s| s.as_str())),
-        ),
-        (
-            "APPLIANCE_STATUSES",
-            quoted(ApplianceStatus::ALL.iter().map(|s| s.as_str())),
-        ),
-        (
-            "TASK_TYPES",
-            quoted(TaskType::ALL.iter().map(|t| t.as_str())),
-        ),
-        (
-            "OUTBOX_KINDS",
-            quoted(OUTBOX_KINDS.iter().map(|k| k.suffix())),
-        ),
-        ("EXECUTION_COUNTERS", counters),
-    ]
+    vec![("EXECUTION_COUNTERS", counters)]
+}
+
+/// What a placeholder's text (between the braces) stands for.
+fn expand(inner: &str) -> Option<String> {
+    if let Some((column, list)) = inner.split_once(" IN ") {
+        let (_, values) = value_lists().into_iter().find(|(name, _)| *name == list)?;
+        return Some(one_of(column.trim(), values));
+    }
+    fragments()
+        .into_iter()
+        .find(|(name, _)| *name == inner)
+        .map(|(_, text)| text)
 }
 
 /// A migration's SQL with its placeholders filled in.
 fn render(migration: &Migration) -> Result<String, StoreError> {
-    let mut sql = migration.sql.to_owned();
-    for (name, value) in placeholders() {
-        sql = sql.replace(&format!("{{{{{name}}}}}"), &value);
-    }
-    if sql.contains("{{") {
-        return Err(StoreError::Corrupt(format!(
+    let unknown = || {
+        StoreError::Corrupt(format!(
             "migration {} has an unknown placeholder",
             migration.name
-        )));
+        ))
+    };
+    let mut sql = String::with_capacity(migration.sql.len() * 2);
+    let mut rest = migration.sql;
+    while let Some(start) = rest.find("{{") {
+        let end = rest[start..].find("}}").ok_or_else(unknown)? + start;
+        sql.push_str(&rest[..start]);
+        sql.push_str(&expand(&rest[start + 2..end]).ok_or_else(unknown)?);
+        rest = &rest[end + 2..];
     }
+    sql.push_str(rest);
     Ok(sql)
 }
 
@@ -125,6 +169,10 @@ pub(crate) fn configure_writer(
     }
     conn.pragma_update(None, "synchronous", options.synchronous.as_str())?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Savepoint sub-journals in memory, and a page cache that holds the
+    // working set of a large rollout (the default 2 MiB spills to disk).
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -168,7 +216,8 @@ mod tests {
             assert!(!sql.contains("{{"), "{}", migration.name);
         }
         let sql = render(&MIGRATIONS[0]).expect("renders");
-        assert!(sql.contains("'IN_PROGRESS'"));
+        assert!(sql.contains("status = 'IN_PROGRESS'"));
+        assert!(!sql.contains(" IN ("), "IN lists cost a temporary b-tree per write");
         assert!(sql.contains("in_progress INTEGER NOT NULL DEFAULT 0"));
     }
 

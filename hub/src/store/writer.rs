@@ -27,14 +27,34 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+/// How a command is kept from leaving half its writes behind when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isolation {
+    /// In its own SAVEPOINT, rolled back if it fails.
+    Savepoint,
+    /// The command writes at most one statement, after every fallible read,
+    /// so SQLite's statement atomicity already undoes a failure. Saves the
+    /// savepoint's statements and sub-journal copies on the hot path
+    /// (device updates).
+    SingleStatement,
+}
+
 impl Command {
     /// Wraps a closure and the channel its answer goes to.
-    pub(crate) fn operation<R, F>(f: F, reply: oneshot::Sender<Result<R, StoreError>>) -> Self
+    pub(crate) fn operation<R, F>(
+        isolation: Isolation,
+        f: F,
+        reply: oneshot::Sender<Result<R, StoreError>>,
+    ) -> Self
     where
         R: Send + 'static,
         F: FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
     {
-        Self::Operation(Box::new(Op { f, reply }))
+        Self::Operation(Box::new(Op {
+            isolation,
+            f,
+            reply,
+        }))
     }
 }
 
@@ -53,6 +73,7 @@ pub(crate) trait Answer: Send {
 }
 
 struct Op<R, F> {
+    isolation: Isolation,
     f: F,
     reply: oneshot::Sender<Result<R, StoreError>>,
 }
@@ -63,8 +84,15 @@ where
     F: FnOnce(&mut WriteCtx<'_>) -> Result<R, StoreError> + Send + 'static,
 {
     fn run(self: Box<Self>, ctx: &mut WriteCtx<'_>) -> Box<dyn Answer> {
-        let Op { f, reply } = *self;
-        let result = ctx.in_savepoint(f);
+        let Op {
+            isolation,
+            f,
+            reply,
+        } = *self;
+        let result = match isolation {
+            Isolation::Savepoint => ctx.in_savepoint(f),
+            Isolation::SingleStatement => ctx.unguarded(f),
+        };
         Box::new(Pending { result, reply })
     }
 
@@ -193,6 +221,29 @@ impl<'c> WriteCtx<'c> {
             self.command.0.clear();
             self.exec("ROLLBACK TO command")?;
             self.exec("RELEASE command")?;
+        }
+        result
+    }
+
+    fn unguarded<R>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        if let Some(error) = &self.broken {
+            return Err(StoreError::NotCommitted(error.to_string()));
+        }
+        let result = f(self);
+        if result.is_ok() {
+            self.batch.merge(&mut self.command);
+        } else {
+            self.command.0.clear();
+            // Some errors (I/O, full disk) make SQLite roll back the whole
+            // transaction: no later command may run outside of it.
+            if self.conn.is_autocommit() {
+                self.broken.get_or_insert(StoreError::NotCommitted(
+                    "the transaction was rolled back by SQLite".into(),
+                ));
+            }
         }
         result
     }

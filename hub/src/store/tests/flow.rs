@@ -88,6 +88,22 @@ async fn job_release_updates_and_counters() {
         .await
         .expect("release")
         .is_empty());
+}
+
+#[tokio::test]
+async fn executions_are_listed_in_pages_counted_by_the_job() {
+    let fx = Fixture::new();
+    let appliances = fx.appliances(None, 3).await;
+    let job = fx.job(&appliances).await;
+    let tasks = fx.release(job, 3).await;
+    let store = &fx.store;
+    let (&a1, t1) = tasks.iter().next().expect("one");
+    within(store.record_update(a1, update(t1, R::InProgress), T0 + 20))
+        .await
+        .expect("update");
+    within(store.record_update(a1, update(t1, R::Succeeded), T0 + 30))
+        .await
+        .expect("update");
 
     let page = within(store.list_executions(job, Some(S::Succeeded), 0, 10)).await;
     let page = page.expect("list").expect("job");
@@ -99,6 +115,19 @@ async fn job_release_updates_and_counters() {
         .expect("list")
         .expect("job");
     assert_eq!((all.total, all.items.len()), (3, 2), "offset 1 of 3");
+    let mut sorted = appliances.clone();
+    sorted.sort();
+    let order: Vec<_> = within(store.list_executions(job, None, 0, 10))
+        .await
+        .expect("list")
+        .expect("job")
+        .items
+        .iter()
+        .map(|e| e.appliance_id)
+        .collect();
+    assert_eq!(order, sorted, "by appliance, stable across pages");
+    let none = within(store.list_executions(JobId::new_random(), None, 0, 10)).await;
+    assert_eq!(none.expect("list"), None);
 }
 
 #[tokio::test]
