@@ -7,7 +7,9 @@
 //! - [`device`]: what the hub answers to appliances' requests.
 //! - [`mqtt`]: the hub's MQTT client, dispatcher, throttle and outbox.
 //! - [`edge`]: appliance authentication and presence for the device edge.
-//! - [`jobs`], [`scheduler`]: creating, releasing and canceling jobs.
+//! - [`jobs`], [`scheduler`]: creating, releasing and canceling jobs, and
+//!   the periodic duties (rollouts, timeouts, retries, heartbeats, tokens).
+//! - [`rollout`], [`presence`]: the pure decisions of those duties.
 //! - [`api`]: the REST API.
 //! - [`config`], [`app`]: settings and the assembly of a running hub.
 
@@ -22,5 +24,7 @@ pub mod engine;
 pub mod jobs;
 pub mod model;
 pub mod mqtt;
+pub mod presence;
+pub mod rollout;
 pub mod scheduler;
 pub mod store;

@@ -217,7 +217,10 @@ mod tests {
         }
         let sql = render(&MIGRATIONS[0]).expect("renders");
         assert!(sql.contains("status = 'IN_PROGRESS'"));
-        assert!(!sql.contains(" IN ("), "IN lists cost a temporary b-tree per write");
+        assert!(
+            !sql.contains(" IN ("),
+            "IN lists cost a temporary b-tree per write"
+        );
         assert!(sql.contains("in_progress INTEGER NOT NULL DEFAULT 0"));
     }
 
