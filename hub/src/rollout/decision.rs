@@ -77,7 +77,7 @@ pub fn gate_needs(end: u64, threshold_percent: u8) -> u64 {
 /// The first abort criterion met by `counts`, as a reason for people.
 pub fn abort_reason(policy: &JobPolicy, counts: &StatusCounts) -> Option<String> {
     policy.abort.iter().find(|c| c.is_met(counts)).map(|c| {
-        let executed = super::policy::executed(counts);
+        let executed = super::abort::executed(counts);
         format!(
             "abort criterion met: {:?} failures reached {}% of {} executed (minimum {})",
             c.failure_type, c.threshold_percent, executed, c.min_executed

@@ -11,23 +11,26 @@
 //! SQL.
 //!
 //! Layout:
-//! - [`policy`]: the policy types, their JSON form and their validation.
+//! - [`policy`]: the policy, its JSON form and its validation;
+//!   [`abort`] and [`attempts`]: abort criteria, timeouts and retries.
 //! - [`targets`]: which appliances a job runs on.
 //! - [`window`]: the daily maintenance window.
 //! - [`rate`]: the releases-per-minute limiter.
 //! - [`decision`]: given policy, progress, counters and now: how many to
 //!   release, whether to abort, the phase, and when to look again.
 
+pub mod abort;
+pub mod attempts;
 pub mod decision;
 pub mod policy;
 pub mod rate;
 pub mod targets;
 pub mod window;
 
+pub use abort::{AbortCriterion, FailureType};
+pub use attempts::{Retry, RetryOn, Timeouts};
 pub use decision::{abort_reason, decide, Decision, RolloutState};
-pub use policy::{
-    AbortCriterion, FailureType, JobPolicy, PolicyError, Retry, RetryOn, Rollout, Timeouts,
-};
+pub use policy::{JobPolicy, PolicyError, Rollout};
 pub use targets::Targets;
 pub use window::{TimeOfDay, UtcOffset, Window};
 
