@@ -29,11 +29,19 @@
 mod appliances;
 mod error;
 mod executions;
+mod heartbeats;
 mod jobs;
 mod outbox;
 mod readers;
+mod release;
+mod retries;
+mod rollout_view;
+mod rollouts;
 mod row;
 mod schema;
+mod targets;
+mod timeouts;
+mod tokens;
 mod types;
 mod writer;
 
@@ -52,6 +60,10 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::StoreError;
+pub use heartbeats::{ApplianceLiveness, HeartbeatBatch};
+pub use rollout_view::RolloutView;
+pub use rollouts::{RolloutStep, TargetSelector};
+pub use tokens::{RenewalsSettled, TOKEN_FIELD};
 pub use types::{
     ApplianceCredentials, ExecutionView, JobCreated, JobSummary, NewJob, OutboxMessage, Page,
     StoreStats, UpdateResult,
@@ -337,7 +349,17 @@ impl Store {
     /// (any appliance when the job has none) fail the whole call with
     /// [`StoreError::UnknownAppliances`].
     pub async fn create_job(&self, job: NewJob) -> Result<JobCreated, StoreError> {
-        self.write(move |ctx| jobs::create(ctx.conn(), job)).await
+        self.write(move |ctx| {
+            let targets = crate::rollout::Targets::ApplianceIds(job.targets.clone());
+            let policy = crate::rollout::JobPolicy::default();
+            let job_id = job.job_id;
+            let created = rollouts::create(ctx, job, &targets, &policy)?;
+            Ok(created.unwrap_or(JobCreated {
+                job_id,
+                executions: 0,
+            }))
+        })
+        .await
     }
 
     /// Releases up to `limit` of the oldest QUEUED executions (of one job,
@@ -371,8 +393,9 @@ impl Store {
         self.read(move |conn| jobs::summary(conn, job_id)).await
     }
 
-    /// A page of a job's executions (optionally of one status), oldest
-    /// first; `total` comes from the job's counters. None when unknown.
+    /// A page of a job's executions (optionally of one status): the latest
+    /// attempt of each appliance, by appliance; `total` comes from the
+    /// job's counters. None when unknown.
     pub async fn list_executions(
         &self,
         job_id: JobId,
@@ -380,7 +403,19 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> Result<Option<Page<ExecutionView>>, StoreError> {
-        self.read(move |conn| jobs::list_executions(conn, job_id, status, offset, limit))
+        self.read(move |conn| jobs::list_executions(conn, job_id, status, offset, limit, false))
+            .await
+    }
+
+    /// [`Store::list_executions`] with every attempt (retries included).
+    pub async fn list_attempts(
+        &self,
+        job_id: JobId,
+        status: Option<ExecutionStatus>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Option<Page<ExecutionView>>, StoreError> {
+        self.read(move |conn| jobs::list_executions(conn, job_id, status, offset, limit, true))
             .await
     }
 

@@ -1,8 +1,10 @@
 //! Store tests on temp-dir databases. Helpers here; one module per feature:
-//! `flow` (jobs and device updates end to end), `writer` (group commit,
-//! overload, close and reopen, corrupt rows).
+//! `flow` (jobs and device updates end to end), `rollouts` (rollout
+//! policies with time passed in), `writer` (group commit, overload, close
+//! and reopen, corrupt rows).
 
 mod flow;
+mod rollouts;
 mod writer;
 
 use std::collections::HashMap;
