@@ -25,7 +25,7 @@ use crate::jobs::JobService;
 use crate::mqtt::outbox::Outbox;
 use crate::mqtt::throttle::Throttle;
 use crate::mqtt::{dispatch, link, MqttSettings};
-use crate::scheduler;
+use crate::scheduler::{self, SchedulerConfig, SchedulerHandle};
 use crate::store::{Store, StoreError, StoreOptions};
 
 /// Most device messages handled concurrently.
@@ -68,6 +68,7 @@ pub struct Hub {
     edge: Option<EdgeHandle>,
     new_admin_token: Option<String>,
     store: Store,
+    scheduler: SchedulerHandle,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -110,10 +111,15 @@ impl Hub {
             store.clone(),
             outbox.clone(),
             clock.clone(),
+            SchedulerConfig {
+                heartbeat: config.heartbeat,
+                tokens: config.tokens,
+            },
             shutdown.clone(),
             &tracker,
         );
-        let gateway = DeviceGateway::new(store.clone(), clock.clone());
+        let gateway =
+            DeviceGateway::new(store.clone(), clock.clone()).with_heartbeat(config.heartbeat);
         tracker.spawn(dispatch::run(
             inbound,
             client,
@@ -126,7 +132,7 @@ impl Hub {
 
         let state = AppState {
             store: store.clone(),
-            jobs: JobService::new(store.clone(), outbox, scheduler, clock.clone()),
+            jobs: JobService::new(store.clone(), outbox, scheduler.clone(), clock.clone()),
             admin_token,
             clock,
             product_key: config.product_key.clone(),
@@ -139,6 +145,7 @@ impl Hub {
             edge,
             new_admin_token,
             store,
+            scheduler,
             shutdown,
             tracker,
         })
@@ -178,6 +185,11 @@ impl Hub {
     /// The store, for tests and tools in this process.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The scheduler, to wake it (tests that move a manual clock).
+    pub fn scheduler(&self) -> &SchedulerHandle {
+        &self.scheduler
     }
 
     /// Stops accepting, waits for every task, and drains the writer.

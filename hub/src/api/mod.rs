@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod liveness;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(jobs::router())
         .merge(appliances::router())
+        .merge(liveness::router())
         .fallback(|| async { error::ApiError::NotFound("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

@@ -1,0 +1,36 @@
+//! `GET /api/v1/appliances/{id}/liveness`: what the hub knows of an
+//! appliance's liveness: status (ONLINE after a connection or a heartbeat
+//! reply, OFFLINE after a disconnection or two missed heartbeats), edge
+//! connection, heartbeats unanswered, last seen, version and clock check
+//! from its last heartbeat, and its token's expiry and renewal.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use protocol::ApplianceId;
+
+use super::error::ApiError;
+use super::extract::{Admin, ApiJson, ApiPath};
+use super::AppState;
+use crate::store::ApplianceLiveness;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/appliances/{id}/liveness", get(liveness))
+}
+
+async fn liveness(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<ApplianceLiveness>, ApiError> {
+    let id: ApplianceId = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid appliance id", "expected a UUID"))?;
+    state
+        .store
+        .appliance_liveness(id)
+        .await?
+        .map(ApiJson)
+        .ok_or(ApiError::NotFound("unknown appliance"))
+}
