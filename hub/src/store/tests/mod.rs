@@ -1,8 +1,9 @@
 //! Store tests on temp-dir databases. Helpers here; one module per feature:
-//! `flow` (jobs and device updates end to end), `rollouts` (rollout
-//! policies with time passed in), `writer` (group commit, overload, close
-//! and reopen, corrupt rows).
+//! `fleet` (heartbeats, liveness, token renewal), `flow` (jobs and device
+//! updates end to end), `rollouts` (rollout policies with time passed in),
+//! `writer` (group commit, overload, close and reopen, corrupt rows).
 
+mod fleet;
 mod flow;
 mod rollouts;
 mod writer;
