@@ -2,4 +2,6 @@
 //! listener on port 0, every wait bounded by a timeout.
 
 mod edge;
+mod fleet;
 mod jobs;
+mod rollout;
