@@ -56,25 +56,32 @@ async fn job_when(
     }
 }
 
-/// Every execution of the job: appliance, task, status, version, attempt,
-/// release time.
-fn executions(
-    db: &std::path::Path,
-) -> anyhow::Result<Vec<(String, String, String, i64, i64, Option<i64>)>> {
+/// One execution as the database has it.
+struct Row {
+    appliance: String,
+    task: String,
+    status: String,
+    version: i64,
+    attempt: i64,
+    sent_at: Option<i64>,
+}
+
+/// Every execution in the database.
+fn executions(db: &std::path::Path) -> anyhow::Result<Vec<Row>> {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let mut statement = conn.prepare(
         "SELECT appliance_id, task_id, status, version_number, execution_number, sent_at \
          FROM executions",
     )?;
     let rows = statement.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-        ))
+        Ok(Row {
+            appliance: r.get(0)?,
+            task: r.get(1)?,
+            status: r.get(2)?,
+            version: r.get(3)?,
+            attempt: r.get(4)?,
+            sent_at: r.get(5)?,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -137,7 +144,7 @@ async fn a_rollout_survives_sigkill_of_the_hub_without_double_releases() -> anyh
     hub.kill()?;
     let db = data.join("hub.db");
     let at_kill = executions(&db)?;
-    let released_at_kill = at_kill.iter().filter(|e| e.5.is_some()).count();
+    let released_at_kill = at_kill.iter().filter(|e| e.sent_at.is_some()).count();
     ensure!(
         (1..APPLIANCES).contains(&released_at_kill),
         "the kill came mid-rollout: {released_at_kill} released"
@@ -162,13 +169,12 @@ async fn a_rollout_survives_sigkill_of_the_hub_without_double_releases() -> anyh
         "one execution per appliance, no second attempt"
     );
     let mut task_of: HashMap<String, String> = HashMap::new();
-    for (appliance, task, status, version, attempt, _) in &rows {
-        assert_eq!(
-            (status.as_str(), *version, *attempt),
-            ("SUCCEEDED", 3, 1),
-            "{task}"
-        );
-        assert!(task_of.insert(appliance.clone(), task.clone()).is_none());
+    for row in &rows {
+        let outcome = (row.status.as_str(), row.version, row.attempt);
+        assert_eq!(outcome, ("SUCCEEDED", 3, 1), "{}", row.task);
+        assert!(task_of
+            .insert(row.appliance.clone(), row.task.clone())
+            .is_none());
     }
 
     // No appliance received a second task or ran one twice.
@@ -189,7 +195,7 @@ async fn a_rollout_survives_sigkill_of_the_hub_without_double_releases() -> anyh
     }
 
     // The rate held, across the restart too.
-    let mut sent: Vec<i64> = rows.iter().filter_map(|r| r.5).collect();
+    let mut sent: Vec<i64> = rows.iter().filter_map(|r| r.sent_at).collect();
     sent.sort_unstable();
     let busiest = sent
         .iter()
