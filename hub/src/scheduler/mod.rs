@@ -92,12 +92,39 @@ pub(crate) struct Duties {
     pub(crate) config: SchedulerConfig,
 }
 
+/// The due times the fleet-wide duties named last, so that a pass does not
+/// ask the database about a duty that is not due. The database stays the
+/// truth: a duty another replica ran answers its new due time when asked.
+#[derive(Debug, Default)]
+struct Known {
+    tokens: Option<Millis>,
+    heartbeat: Option<Millis>,
+}
+
+impl Known {
+    /// Runs `duty` unless its known due time is still to come.
+    async fn run<F>(slot: &mut Option<Millis>, now: Millis, duty: F) -> Due
+    where
+        F: std::future::Future<Output = Due>,
+    {
+        if let Some(due) = slot.filter(|due| *due > now) {
+            return Due {
+                at: Some(due),
+                now: false,
+            };
+        }
+        let due = duty.await;
+        *slot = if due.now { None } else { due.at };
+        due
+    }
+}
+
 impl Duties {
     /// One pass of every duty at `now`. Token renewal first: the jobs it
     /// creates are released by the same pass.
-    async fn pass(&self, now: Millis) -> Due {
-        let tokens = tokens::run(self, now).await;
-        let heartbeat = heartbeat::run(self, now).await;
+    async fn pass(&self, known: &mut Known, now: Millis) -> Due {
+        let tokens = Known::run(&mut known.tokens, now, tokens::run(self, now)).await;
+        let heartbeat = Known::run(&mut known.heartbeat, now, heartbeat::run(self, now)).await;
         let rollouts = rollouts::run(self, now).await;
         tokens.merge(heartbeat).merge(rollouts)
     }
@@ -120,8 +147,9 @@ pub fn start(
         config,
     };
     tracker.spawn(async move {
+        let mut known = Known::default();
         loop {
-            let due = duties.pass(clock.now()).await;
+            let due = duties.pass(&mut known, clock.now()).await;
             if shutdown.is_cancelled() {
                 break;
             }
