@@ -23,6 +23,16 @@ pub enum FailureType {
 }
 
 impl FailureType {
+    /// The JSON spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Failed => "FAILED",
+            Self::Rejected => "REJECTED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::All => "ALL",
+        }
+    }
+
     /// Whether an execution ending in `status` counts.
     pub fn counts(self, status: ExecutionStatus) -> bool {
         match self {

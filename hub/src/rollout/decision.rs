@@ -79,8 +79,11 @@ pub fn abort_reason(policy: &JobPolicy, counts: &StatusCounts) -> Option<String>
     policy.abort.iter().find(|c| c.is_met(counts)).map(|c| {
         let executed = super::abort::executed(counts);
         format!(
-            "abort criterion met: {:?} failures reached {}% of {} executed (minimum {})",
-            c.failure_type, c.threshold_percent, executed, c.min_executed
+            "abort criterion met: {} failures reached {}% of {} executed (minimum {})",
+            c.failure_type.as_str(),
+            c.threshold_percent,
+            executed,
+            c.min_executed
         )
     })
 }
@@ -293,7 +296,7 @@ mod tests {
         let c = counts(&[(S::Queued, 8), (S::Rejected, 1), (S::Succeeded, 1)]);
         let d = decide(&p, &state(2, 10), &c, 0, T0);
         assert_eq!((d.phase, d.release_first), (RolloutPhase::Aborted, 0));
-        assert!(d.abort.expect("a reason").contains("Rejected"));
+        assert!(d.abort.expect("a reason").contains("REJECTED failures"));
         let c = counts(&[(S::Queued, 8), (S::Rejected, 1), (S::Succeeded, 2)]);
         assert!(decide(&p, &state(2, 10), &c, 0, T0).abort.is_none());
     }

@@ -183,7 +183,7 @@ async fn failures_past_the_threshold_abort_the_job_and_cancel_what_has_not_run(
     assert_eq!(aborted["rollout"]["phase"], "ABORTED");
     assert!(aborted["rollout"]["abortReason"]
         .as_str()
-        .is_some_and(|r| r.contains("Failed")));
+        .is_some_and(|r| r.contains("FAILED failures")));
     assert_eq!(aborted["counts"]["CANCELED"], 2, "{aborted}");
     for i in 2..4 {
         let canceled = appliances[i].notify().await?.params.task;

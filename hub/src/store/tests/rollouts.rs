@@ -167,7 +167,10 @@ async fn an_abort_cancels_what_has_not_run_and_marks_the_job() {
         .expect("view")
         .expect("rollout");
     assert_eq!(view.phase, RolloutPhase::Aborted);
-    assert!(view.abort_reason.expect("a reason").contains("Failed"));
+    assert!(view
+        .abort_reason
+        .expect("a reason")
+        .contains("FAILED failures"));
     report(&fx, *c, t, R::Succeeded, T0 + 3 * SECOND).await;
     let summary = within(fx.store.job_summary(job))
         .await
