@@ -1,10 +1,11 @@
 //! Store tests on temp-dir databases. Helpers here; one module per feature:
-//! `fleet` (heartbeats, liveness, token renewal), `flow` (jobs and device
-//! updates end to end), `rollouts` (rollout policies with time passed in),
-//! `writer` (group commit, overload, close and reopen, corrupt rows).
+//! `flow` (jobs and device updates end to end), `liveness` (heartbeats,
+//! clock skew, token renewal), `rollouts` (rollout policies with time
+//! passed in), `writer` (group commit, overload, close and reopen, corrupt
+//! rows).
 
-mod fleet;
 mod flow;
+mod liveness;
 mod rollouts;
 mod writer;
 
