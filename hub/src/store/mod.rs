@@ -19,14 +19,17 @@
 //! is found with [`Store::pending_outbox`].
 //!
 //! Reads use their own connections (a small pool), run on tokio's blocking
-//! threads.
+//! threads. A checkpointer thread copies the WAL into the database file
+//! behind the writer, so that commits do not wait for it.
 //!
 //! Layout: `schema` (pragmas, migrations), `writer` (thread, batches,
-//! counters), `readers` (pool), `row` (decoding), one file per table group
-//! (`appliances`, `jobs`, `executions`, `outbox`), `types` (public values).
+//! counters), `checkpoint`, `readers` (pool), `row` (decoding), one file per
+//! table group (`appliances`, `jobs`, `executions`, `outbox`), `types`
+//! (public values).
 //! A dropped command future does not cancel a write already queued.
 
 mod appliances;
+mod checkpoint;
 mod error;
 mod executions;
 mod jobs;
@@ -141,7 +144,8 @@ impl std::fmt::Debug for Store {
 
 struct Inner {
     commands: Option<mpsc::Sender<Command>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer, then the checkpointer (which stops when the writer does).
+    threads: Mutex<Vec<JoinHandle<()>>>,
     readers: Arc<Readers>,
     stats: Arc<Stats>,
 }
@@ -151,9 +155,13 @@ impl Drop for Inner {
         // Closing the channel lets the writer finish what is queued and stop.
         self.commands.take();
         self.readers.close();
-        let handle = self.writer.get_mut().ok().and_then(Option::take);
-        if let Some(handle) = handle {
-            let _ = handle.join();
+        let threads = self
+            .threads
+            .get_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        for thread in threads {
+            let _ = thread.join();
         }
     }
 }
@@ -171,33 +179,49 @@ impl Store {
         let readers = Arc::new(Readers::new(path, options.readers.max(1)));
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
-        let handle = writer::spawn(conn, rx, options.max_batch.max(1), Arc::clone(&stats))
-            .map_err(|e| StoreError::Io(Arc::new(e)))?;
+        let (nudge, checkpointer) = checkpoint::spawn(path, &options)?;
+        let writer = writer::spawn(
+            conn,
+            rx,
+            options.max_batch.max(1),
+            Arc::clone(&stats),
+            nudge,
+        )
+        .map_err(|e| StoreError::Io(Arc::new(e)))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 commands: Some(tx),
-                writer: Mutex::new(Some(handle)),
+                threads: Mutex::new(vec![writer, checkpointer]),
                 readers,
                 stats,
             }),
         })
     }
 
-    /// Finishes every queued command, stops the writer and waits for its
-    /// thread. Later calls on any clone answer [`StoreError::Closed`].
+    /// Finishes every queued command, stops the writer and the checkpointer
+    /// and waits for their threads. Later calls on any clone answer
+    /// [`StoreError::Closed`].
     pub async fn close(&self) -> Result<(), StoreError> {
         self.inner.readers.close();
         if let Some(commands) = &self.inner.commands {
             // Fails only if the writer already stopped.
             let _ = commands.send(Command::Shutdown).await;
         }
-        let handle = self.inner.writer.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            tokio::task::spawn_blocking(move || handle.join())
-                .await
-                .map_err(|_| StoreError::Closed)?
-                .map_err(|_| StoreError::Closed)?;
-        }
+        let threads = self
+            .inner
+            .threads
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(JoinHandle::join)
+                .collect::<Result<Vec<()>, _>>()
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+        .map_err(|_| StoreError::Closed)?;
         Ok(())
     }
 

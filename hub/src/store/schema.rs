@@ -36,6 +36,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Page cache of the writer, in KiB (negative = KiB for `cache_size`).
 const WRITER_CACHE_KIB: i64 = -65_536;
 
+/// WAL pages at which the writer checkpoints by itself, a fallback for a
+/// checkpointer that falls behind (SQLite's default is 1,000; the
+/// checkpointer normally keeps the WAL about one batch long).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 4_000;
+
 /// The newest schema version this binary knows.
 pub(crate) fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
@@ -173,7 +178,21 @@ pub(crate) fn configure_writer(
     // working set of a large rollout (the default 2 MiB spills to disk).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
     conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Settings of the checkpointer's connection: the writer's durability
+/// (`synchronous` decides whether a checkpoint syncs the WAL and the
+/// database file), no automatic checkpoint of its own.
+pub(crate) fn configure_checkpointer(
+    conn: &Connection,
+    options: &StoreOptions,
+) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", options.synchronous.as_str())?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(())
 }
 
@@ -217,7 +236,10 @@ mod tests {
         }
         let sql = render(&MIGRATIONS[0]).expect("renders");
         assert!(sql.contains("status = 'IN_PROGRESS'"));
-        assert!(!sql.contains(" IN ("), "IN lists cost a temporary b-tree per write");
+        assert!(
+            !sql.contains(" IN ("),
+            "IN lists cost a temporary b-tree per write"
+        );
         assert!(sql.contains("in_progress INTEGER NOT NULL DEFAULT 0"));
     }
 

@@ -15,6 +15,7 @@ use protocol::ExecutionStatus;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Nudge;
 use super::schema::counter_column;
 use super::{StoreError, StoreStats};
 use crate::model::{JobId, JobStatus};
@@ -300,15 +301,18 @@ static COUNTERS_SQL: LazyLock<String> = LazyLock::new(|| {
 
 /// Starts the writer thread; it owns `conn` and stops when the channel is
 /// closed (every sender dropped, or a [`Command::Shutdown`]) and drained.
+/// It nudges the checkpointer after each commit, and stops it by dropping
+/// the nudge when it stops.
 pub(crate) fn spawn(
     conn: Connection,
     commands: mpsc::Receiver<Command>,
     max_batch: usize,
     stats: Arc<Stats>,
+    checkpointer: Nudge,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, commands, max_batch, &stats))
+        .spawn(move || run(conn, commands, max_batch, &stats, &checkpointer))
 }
 
 fn run(
@@ -316,6 +320,7 @@ fn run(
     mut commands: mpsc::Receiver<Command>,
     max_batch: usize,
     stats: &Stats,
+    checkpointer: &Nudge,
 ) {
     let mut batch: Vec<Box<dyn Operation>> = Vec::with_capacity(max_batch);
     while let Some(first) = commands.blocking_recv() {
@@ -335,17 +340,18 @@ fn run(
             // Refuse new commands; those already queued are still received.
             commands.close();
         }
-        if !batch.is_empty() {
-            run_batch(&mut conn, batch.drain(..), stats);
+        if !batch.is_empty() && run_batch(&mut conn, batch.drain(..), stats) {
+            checkpointer.send();
         }
     }
 }
 
+/// Runs one batch; true when it committed.
 fn run_batch(
     conn: &mut Connection,
     ops: impl ExactSizeIterator<Item = Box<dyn Operation>>,
     stats: &Stats,
-) {
+) -> bool {
     stats
         .commands
         .fetch_add(ops.len() as u64, Ordering::Relaxed);
@@ -358,7 +364,7 @@ fn run_batch(
         for op in ops {
             op.refuse(error.clone());
         }
-        return;
+        return false;
     }
     let mut ctx = WriteCtx {
         conn,
@@ -373,6 +379,7 @@ fn run_batch(
             for answer in answers {
                 answer.deliver(None);
             }
+            true
         }
         Err(error) => {
             if !conn.is_autocommit() {
@@ -382,6 +389,7 @@ fn run_batch(
             for answer in answers {
                 answer.deliver(Some(&error));
             }
+            false
         }
     }
 }
