@@ -1,10 +1,12 @@
 //! The writer thread: group commit of every queued command.
 //!
 //! One loop: wait for a command, take every other command already queued
-//! (up to `max_batch`), `BEGIN IMMEDIATE`, run each in a SAVEPOINT (a
-//! failing command rolls back only itself), apply the job counter deltas
-//! aggregated per job, `COMMIT`, then answer every caller. When the commit
-//! fails, every caller of the batch gets the error and nothing of it stays.
+//! (up to `max_batch`), `BEGIN IMMEDIATE`, run each isolated from the
+//! others (in a SAVEPOINT, or as a single statement: a failing command
+//! undoes only itself), apply the job counter deltas aggregated per job,
+//! `COMMIT`, then answer every caller and nudge the checkpointer. When the
+//! commit fails, every caller of the batch gets the error and nothing of it
+//! stays.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,7 +63,8 @@ impl Command {
 
 /// One command: run inside the batch, answered after the commit.
 pub(crate) trait Operation: Send {
-    /// Runs in its own savepoint; returns the answer to deliver later.
+    /// Runs isolated from the other commands of the batch; returns the
+    /// answer to deliver after the commit.
     fn run(self: Box<Self>, ctx: &mut WriteCtx<'_>) -> Box<dyn Answer>;
     /// Answers without running (the batch could not start).
     fn refuse(self: Box<Self>, error: StoreError);
