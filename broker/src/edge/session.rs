@@ -36,8 +36,10 @@ use crate::upstream::Upstream;
 
 /// Time given to a closing handshake (TLS close_notify) with the appliance.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Read chunk of both loops.
-const READ_CHUNK: usize = 4096;
+/// Smallest read of both loops; a packet known to be larger is read whole.
+const READ_CHUNK: usize = 1024;
+/// Largest buffer capacity kept by an idle session.
+const KEEP_CAPACITY: usize = 16 * 1024;
 
 /// Runs the session of an admitted appliance to its end.
 pub(crate) async fn run<S>(admitted: Admitted<S>, shared: &Shared)
@@ -172,11 +174,15 @@ where
     let max_packet = shared.config.max_packet_size;
     let max_pending = shared.config.max_pending_subscribes;
     let mut out = BytesMut::new();
+    let mut needed = READ_CHUNK;
     loop {
         while let Some(&byte1) = buf.first() {
             let packet = match Packet::read(&mut buf, max_packet) {
                 Ok(packet) => packet,
-                Err(CodecError::InsufficientBytes(_)) => break,
+                Err(CodecError::InsufficientBytes(more)) => {
+                    needed = more;
+                    break;
+                }
                 Err(CodecError::PayloadSizeLimitExceeded(_)) => {
                     return ProtocolViolation("packet over the size limit")
                 }
@@ -244,9 +250,10 @@ where
             if broker.write_all(&out).await.is_err() {
                 return BrokerClosed;
             }
-            out.clear();
+            recycle(&mut out, 0);
         }
-        buf.reserve(READ_CHUNK);
+        recycle(&mut buf, needed);
+        needed = READ_CHUNK;
         match client.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return ConnectionLost,
             Ok(_) => {}
@@ -271,10 +278,10 @@ where
     let max_packet = shared.broker.max_packet_size;
     let mut out = BytesMut::new();
     loop {
-        loop {
+        let needed = loop {
             let header = match check(buf.iter(), max_packet) {
                 Ok(header) => header,
-                Err(CodecError::InsufficientBytes(_)) => break,
+                Err(CodecError::InsufficientBytes(more)) => break more,
                 Err(_) => return BrokerClosed,
             };
             let kind = buf.first().map_or(0, |b| b >> 4);
@@ -298,15 +305,15 @@ where
                 }
                 _ => out.extend_from_slice(&frame),
             }
-        }
+        };
         if !out.is_empty() {
             match timeout(shared.config.write_timeout, client.write_all(&out)).await {
-                Ok(Ok(())) => out.clear(),
+                Ok(Ok(())) => recycle(&mut out, 0),
                 Ok(Err(_)) => return ConnectionLost,
                 Err(_) => return SlowConsumer,
             }
         }
-        buf.reserve(READ_CHUNK);
+        recycle(&mut buf, needed);
         tokio::select! {
             read = broker.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => return BrokerClosed,
@@ -317,6 +324,39 @@ where
     }
 }
 
+/// With `needed == 0`, empties `buf` (a written output buffer); otherwise
+/// makes room for at least `needed` more bytes (at least [`READ_CHUNK`]).
+/// An empty buffer that grew beyond [`KEEP_CAPACITY`] for a large packet
+/// is released, so an idle session holds only small buffers.
+fn recycle(buf: &mut BytesMut, needed: usize) {
+    if needed == 0 {
+        buf.clear();
+    }
+    if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+        *buf = BytesMut::new();
+    }
+    if needed > 0 {
+        buf.reserve(needed.max(READ_CHUNK));
+    }
+}
+
 fn lock(flow: &Mutex<Flow>) -> std::sync::MutexGuard<'_, Flow> {
     flow.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_shrink_back_after_a_large_packet() {
+        let mut buf = BytesMut::new();
+        recycle(&mut buf, 64 * 1024);
+        assert!(buf.capacity() >= 64 * 1024);
+        buf.extend_from_slice(&[1; 100]);
+        recycle(&mut buf, 0);
+        assert!(buf.is_empty() && buf.capacity() <= KEEP_CAPACITY);
+        recycle(&mut buf, 10);
+        assert!(buf.capacity() >= READ_CHUNK);
+    }
 }
