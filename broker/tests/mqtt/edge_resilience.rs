@@ -240,3 +240,19 @@ async fn pubacks_out_of_order_or_unsolicited_close_the_connection() -> Result<()
     device.wait_closed().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn over_the_connection_cap_appliances_get_server_unavailable() -> Result<()> {
+    let fleet = Fleet::start_tuned(2, |config| config.max_connections = 1).await?;
+    let (a, b) = (fleet.appliances[0].clone(), fleet.appliances[1].clone());
+    let (ida, idb) = (a.id.to_string(), b.id.to_string());
+    let (_held, ack) =
+        RawClient::connect(fleet.plain_addr(), &ida, Some((&ida, &a.token)), true).await?;
+    assert_eq!(ack.code, ConnectReturnCode::Success);
+    let (mut refused, ack) =
+        RawClient::connect(fleet.plain_addr(), &idb, Some((&idb, &b.token)), true).await?;
+    assert_eq!(ack.code, ConnectReturnCode::ServiceUnavailable);
+    refused.wait_closed().await?;
+    assert_eq!(fleet.edge.stats().refused_over_capacity, 1);
+    Ok(())
+}
