@@ -133,31 +133,48 @@ pub(crate) fn insert(
 }
 
 /// Writes a state back to its row (by rowid, read in this transaction:
-/// one index descent less than by task id).
+/// one index descent less than by task id). When the status did not change
+/// (progress reports), the status column is left out of the UPDATE, so
+/// SQLite neither re-checks it nor rewrites the partial indexes that
+/// depend on it.
 pub(crate) fn save(
     conn: &Connection,
     rowid: i64,
+    from: ExecutionStatus,
     state: &ExecutionState,
 ) -> Result<(), StoreError> {
-    let mut statement = conn.prepare_cached(
-        "UPDATE executions SET status = ?2, version_number = ?3, progress = ?4, \
-         status_details = ?5, result = ?6, error_message = ?7, client_tokens = ?8, \
-         sent_at = ?9, started_at = ?10, finished_at = ?11, updated_at = ?12 WHERE rowid = ?1",
-    )?;
-    statement.execute(params![
-        rowid,
-        state.status.as_str(),
-        version(state)?,
-        state.progress,
-        encode_json(state.status_details.as_ref())?,
-        encode_json(state.result.as_ref())?,
-        state.error_message,
-        encode_tokens(&state.recent_tokens)?,
-        state.sent_at,
-        state.started_at,
-        state.finished_at,
-        state.updated_at,
-    ])?;
+    const FIELDS: &str = "version_number = ?2, progress = ?3, status_details = ?4, \
+         result = ?5, error_message = ?6, client_tokens = ?7, sent_at = ?8, started_at = ?9, \
+         finished_at = ?10, updated_at = ?11";
+    static SAME_STATUS: LazyLock<String> =
+        LazyLock::new(|| format!("UPDATE executions SET {FIELDS} WHERE rowid = ?1"));
+    static NEW_STATUS: LazyLock<String> =
+        LazyLock::new(|| format!("UPDATE executions SET {FIELDS}, status = ?12 WHERE rowid = ?1"));
+    let version = version(state)?;
+    let details = encode_json(state.status_details.as_ref())?;
+    let result = encode_json(state.result.as_ref())?;
+    let tokens = encode_tokens(&state.recent_tokens)?;
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &rowid,
+        &version,
+        &state.progress,
+        &details,
+        &result,
+        &state.error_message,
+        &tokens,
+        &state.sent_at,
+        &state.started_at,
+        &state.finished_at,
+        &state.updated_at,
+    ];
+    let status = state.status.as_str();
+    let sql = if from == state.status {
+        &SAME_STATUS
+    } else {
+        values.push(&status);
+        &NEW_STATUS
+    };
+    conn.prepare_cached(sql)?.execute(values.as_slice())?;
     Ok(())
 }
 
@@ -192,7 +209,7 @@ pub(crate) fn record_update(
         Err(rejection) => Ok(UpdateResult::Rejected(rejection)),
         Ok(UpdateOutcome::Duplicate { reply }) => Ok(UpdateResult::Duplicate(reply)),
         Ok(UpdateOutcome::Applied { state, reply }) => {
-            save(conn, record.rowid, &state)?;
+            save(conn, record.rowid, record.state.status, &state)?;
             ctx.moved(record.job_id, Some(record.state.status), state.status, now);
             Ok(UpdateResult::Accepted(reply))
         }
@@ -262,7 +279,7 @@ pub(crate) fn apply_hub_all(
     for (record, product_key) in records {
         let outcome = engine::apply_hub(&record.state, action, now)
             .map_err(|e| StoreError::Corrupt(format!("{}: {e}", record.task_id)))?;
-        save(conn, record.rowid, &outcome.state)?;
+        save(conn, record.rowid, record.state.status, &outcome.state)?;
         let (from, to) = (record.state.status, outcome.state.status);
         ctx.moved(record.job_id, Some(from), to, now);
         if !outcome.notify {

@@ -395,8 +395,9 @@ impl Store {
         self.read(move |conn| jobs::summary(conn, job_id)).await
     }
 
-    /// A page of a job's executions (optionally of one status), oldest
-    /// first; `total` comes from the job's counters. None when unknown.
+    /// A page of a job's executions (optionally of one status), ordered by
+    /// appliance then attempt (stable across pages; no sort); `total` comes
+    /// from the job's counters. None when the job is unknown.
     pub async fn list_executions(
         &self,
         job_id: JobId,
