@@ -9,7 +9,8 @@
 //! for the executions from many concurrent tokio tasks through
 //! `Store::record_update`, and reports transitions per second. The
 //! one-per-transaction phase drives fewer executions and stops at a time
-//! budget: rates are compared, not totals.
+//! budget: rates are compared, not totals. "reply" is the time from calling
+//! `record_update` to its answer, which comes after the commit.
 //!
 //! Settings (environment): `FLEETHUB_BENCH_EXECUTIONS` (10000),
 //! `FLEETHUB_BENCH_SINGLE_EXECUTIONS` (1000), `FLEETHUB_BENCH_CONCURRENCY`
@@ -95,7 +96,7 @@ fn main() -> anyhow::Result<()> {
         let measured = runtime.block_on(run(&dir, phase, executions, concurrency))?;
         println!(
             "{:<32} {:>7} transitions in {:>7.3} s = {:>9.0} transitions/s \
-             ({} transactions, {:.1} per transaction; commit latency p50 {:.2} ms, p99 {:.2} ms)",
+             ({} transactions, {:.1} per transaction; reply p50 {:.2} ms, p99 {:.2} ms)",
             phase.name,
             measured.transitions,
             measured.elapsed.as_secs_f64(),
