@@ -27,9 +27,12 @@
 //! A dropped command future does not cancel a write already queued.
 
 mod appliances;
+mod artifacts;
 mod error;
 mod executions;
 mod jobs;
+mod links;
+mod logs;
 mod outbox;
 mod readers;
 mod row;
@@ -51,7 +54,10 @@ use rusqlite::Connection;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
+pub use artifacts::{Artifact, ArtifactQuery, ArtifactSort};
 pub use error::StoreError;
+pub use links::{downloads, TaskLinks, UPLOAD_PATH_PLACEHOLDER};
+pub use logs::{accepts_upload, LogRecorded, LogTask, LogUpload};
 pub use types::{
     ApplianceCredentials, ExecutionView, JobCreated, JobSummary, NewJob, OutboxMessage, Page,
     StoreStats, UpdateResult,
@@ -141,6 +147,7 @@ impl std::fmt::Debug for Store {
 
 struct Inner {
     commands: Option<mpsc::Sender<Command>>,
+    links: Option<Arc<dyn TaskLinks>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<Readers>,
     stats: Arc<Stats>,
@@ -162,6 +169,16 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, applies pending
     /// migrations in one transaction, and starts the writer thread.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        Self::open_with_links(path, options, None)
+    }
+
+    /// [`Store::open`] with the signer of the links tasks carry (`jobFile`,
+    /// a collectLog's `uploadPath`); without one, tasks go out as stored.
+    pub fn open_with_links(
+        path: &Path,
+        options: StoreOptions,
+        links: Option<Arc<dyn TaskLinks>>,
+    ) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Io(Arc::new(e)))?;
         }
@@ -171,11 +188,18 @@ impl Store {
         let readers = Arc::new(Readers::new(path, options.readers.max(1)));
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
-        let handle = writer::spawn(conn, rx, options.max_batch.max(1), Arc::clone(&stats))
-            .map_err(|e| StoreError::Io(Arc::new(e)))?;
+        let handle = writer::spawn(
+            conn,
+            rx,
+            options.max_batch.max(1),
+            Arc::clone(&stats),
+            links.clone(),
+        )
+        .map_err(|e| StoreError::Io(Arc::new(e)))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 commands: Some(tx),
+                links,
                 writer: Mutex::new(Some(handle)),
                 readers,
                 stats,
@@ -401,7 +425,8 @@ impl Store {
 
     /// `$next`: the appliance's oldest SENT or IN_PROGRESS execution.
     pub async fn next_task(&self, appliance: ApplianceId) -> Result<Option<Task>, StoreError> {
-        self.read(move |conn| executions::next_task(conn, appliance))
+        let links = self.inner.links.clone();
+        self.read(move |conn| executions::next_task(conn, links.as_deref(), appliance))
             .await
     }
 
@@ -421,7 +446,8 @@ impl Store {
         task_id: &TaskId,
     ) -> Result<Option<Task>, StoreError> {
         let task_id = task_id.clone();
-        self.read(move |conn| executions::get_task(conn, appliance, &task_id))
+        let links = self.inner.links.clone();
+        self.read(move |conn| executions::get_task(conn, links.as_deref(), appliance, &task_id))
             .await
     }
 

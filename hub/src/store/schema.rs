@@ -21,11 +21,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "001_initial",
-    sql: include_str!("migrations/001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "001_initial",
+        sql: include_str!("migrations/001_initial.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "003_artifacts",
+        sql: include_str!("migrations/003_artifacts.sql"),
+    },
+];
 
 /// The kinds of message the outbox holds (hub -> device only).
 pub(crate) const OUTBOX_KINDS: [MessageKind; 1] = [MessageKind::JobNotify];
@@ -217,7 +224,10 @@ mod tests {
         }
         let sql = render(&MIGRATIONS[0]).expect("renders");
         assert!(sql.contains("status = 'IN_PROGRESS'"));
-        assert!(!sql.contains(" IN ("), "IN lists cost a temporary b-tree per write");
+        assert!(
+            !sql.contains(" IN ("),
+            "IN lists cost a temporary b-tree per write"
+        );
         assert!(sql.contains("in_progress INTEGER NOT NULL DEFAULT 0"));
     }
 

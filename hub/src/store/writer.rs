@@ -16,7 +16,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::schema::counter_column;
-use super::{StoreError, StoreStats};
+use super::{StoreError, StoreStats, TaskLinks};
 use crate::model::{JobId, JobStatus};
 
 /// A message to the writer.
@@ -161,6 +161,7 @@ impl CounterDeltas {
 /// transaction) and the counter bookkeeping.
 pub(crate) struct WriteCtx<'c> {
     conn: &'c Connection,
+    links: Option<&'c dyn TaskLinks>,
     batch: CounterDeltas,
     command: CounterDeltas,
     broken: Option<StoreError>,
@@ -170,6 +171,11 @@ impl<'c> WriteCtx<'c> {
     /// The write connection, inside the batch's transaction.
     pub(crate) fn conn(&self) -> &'c Connection {
         self.conn
+    }
+
+    /// The signer of the links tasks carry, if the store has one.
+    pub(crate) fn links(&self) -> Option<&'c dyn TaskLinks> {
+        self.links
     }
 
     /// Records that an execution of `job` moved `from` -> `to` (`from` None
@@ -305,10 +311,11 @@ pub(crate) fn spawn(
     commands: mpsc::Receiver<Command>,
     max_batch: usize,
     stats: Arc<Stats>,
+    links: Option<Arc<dyn TaskLinks>>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, commands, max_batch, &stats))
+        .spawn(move || run(conn, commands, max_batch, &stats, links.as_deref()))
 }
 
 fn run(
@@ -316,6 +323,7 @@ fn run(
     mut commands: mpsc::Receiver<Command>,
     max_batch: usize,
     stats: &Stats,
+    links: Option<&dyn TaskLinks>,
 ) {
     let mut batch: Vec<Box<dyn Operation>> = Vec::with_capacity(max_batch);
     while let Some(first) = commands.blocking_recv() {
@@ -336,7 +344,7 @@ fn run(
             commands.close();
         }
         if !batch.is_empty() {
-            run_batch(&mut conn, batch.drain(..), stats);
+            run_batch(&mut conn, batch.drain(..), stats, links);
         }
     }
 }
@@ -345,6 +353,7 @@ fn run_batch(
     conn: &mut Connection,
     ops: impl ExactSizeIterator<Item = Box<dyn Operation>>,
     stats: &Stats,
+    links: Option<&dyn TaskLinks>,
 ) {
     stats
         .commands
@@ -362,6 +371,7 @@ fn run_batch(
     }
     let mut ctx = WriteCtx {
         conn,
+        links,
         batch: CounterDeltas::default(),
         command: CounterDeltas::default(),
         broken: None,
