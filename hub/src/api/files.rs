@@ -169,7 +169,8 @@ async fn upload_log(
     }))
 }
 
-fn log_error(err: LogError) -> ApiError {
+/// The answer to a log service error (for the `/ui/` log endpoint too).
+pub(crate) fn log_error(err: LogError) -> ApiError {
     match err {
         LogError::NotFound => ApiError::NotFound("unknown log task, or no archive uploaded"),
         err @ LogError::NotAccepting(_) => ApiError::Conflict(err.to_string()),
