@@ -17,6 +17,8 @@ use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::api::{self, AppState};
+use crate::artifacts::logs::LogService;
+use crate::artifacts::{ArtifactService, Links, UrlSigner};
 use crate::clock::SharedClock;
 use crate::config::{Config, DeviceAuth};
 use crate::credentials::AdminToken;
@@ -64,6 +66,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HubError {
 /// A running hub.
 pub struct Hub {
     http_addr: SocketAddr,
+    artifacts: ArtifactService,
+    logs: LogService,
     broker: Option<EmbeddedBroker>,
     edge: Option<EdgeHandle>,
     new_admin_token: Option<String>,
@@ -78,12 +82,30 @@ impl Hub {
     pub async fn start(config: Config, clock: SharedClock) -> Result<Self, HubError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(io(format!("creating {}", config.data_dir.display())))?;
-        let store = Store::open(
+        // Bound first: links carry the public URL, whose default port is
+        // the one bound.
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(io(format!("binding REST listener {}", config.http_addr)))?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(io("reading the REST address"))?;
+        let signer = Arc::new(
+            UrlSigner::load_or_create(
+                &config.data_dir,
+                &public_url(&config, http_addr),
+                config.link_ttl_secs,
+                clock.clone(),
+            )
+            .map_err(io("reading the link signing key"))?,
+        );
+        let store = Store::open_with_links(
             &config.data_dir.join("hub.db"),
             StoreOptions {
                 synchronous: config.synchronous,
                 ..StoreOptions::default()
             },
+            Some(Arc::new(Links(Arc::clone(&signer)))),
         )?;
         let (admin_token, new_admin_token) = match &config.admin_token {
             Some(secret) => (AdminToken::from_secret(secret), None),
@@ -124,17 +146,39 @@ impl Hub {
             tracker.clone(),
         ));
 
+        let jobs = JobService::new(store.clone(), outbox, scheduler, clock.clone());
+        let artifacts = ArtifactService::open(
+            &config.data_dir,
+            store.clone(),
+            Arc::clone(&signer),
+            clock.clone(),
+            config.max_artifact_size,
+        )
+        .map_err(io("opening the artifact store"))?;
+        let logs = LogService::open(
+            &config.data_dir,
+            store.clone(),
+            jobs.clone(),
+            signer,
+            clock.clone(),
+            config.max_log_size,
+        )
+        .map_err(io("opening the log store"))?;
         let state = AppState {
             store: store.clone(),
-            jobs: JobService::new(store.clone(), outbox, scheduler, clock.clone()),
+            jobs,
             admin_token,
             clock,
             product_key: config.product_key.clone(),
+            artifacts: artifacts.clone(),
+            logs: logs.clone(),
         };
-        let http_addr = serve_http(&config, state, shutdown.clone(), &tracker).await?;
+        serve_http(listener, state, shutdown.clone(), &tracker);
         tracing::info!(%http_addr, "REST API listening");
         Ok(Self {
             http_addr,
+            artifacts,
+            logs,
             broker,
             edge,
             new_admin_token,
@@ -178,6 +222,16 @@ impl Hub {
     /// The store, for tests and tools in this process.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The artifact store (signs links too).
+    pub fn artifacts(&self) -> &ArtifactService {
+        &self.artifacts
+    }
+
+    /// Log collection.
+    pub fn logs(&self) -> &LogService {
+        &self.logs
     }
 
     /// Stops accepting, waits for every task, and drains the writer.
@@ -278,18 +332,25 @@ async fn start_edge(
     Ok(edge)
 }
 
-async fn serve_http(
-    config: &Config,
+/// `--public-url`, or `http://{public host}:{bound REST port}`.
+fn public_url(config: &Config, http_addr: SocketAddr) -> String {
+    if let Some(url) = &config.public_url {
+        return url.clone();
+    }
+    let host = &config.public_host;
+    if host.contains(':') && !host.starts_with('[') {
+        format!("http://[{host}]:{}", http_addr.port())
+    } else {
+        format!("http://{host}:{}", http_addr.port())
+    }
+}
+
+fn serve_http(
+    listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
-) -> Result<SocketAddr, HubError> {
-    let listener = TcpListener::bind(config.http_addr)
-        .await
-        .map_err(io(format!("binding REST listener {}", config.http_addr)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(io("reading the REST address"))?;
+) {
     let app = NormalizePathLayer::trim_trailing_slash().layer(api::router(state));
     let service = axum::ServiceExt::<Request>::into_make_service(app);
     tracker.spawn(async move {
@@ -299,5 +360,4 @@ async fn serve_http(
             tracing::error!(%err, "REST server failed");
         }
     });
-    Ok(addr)
 }

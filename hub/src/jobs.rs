@@ -4,11 +4,12 @@
 use protocol::{ApplianceId, JobDocument, ProtocolError, TaskType};
 use thiserror::Error;
 
+use crate::artifacts::Sha256Digest;
 use crate::clock::SharedClock;
 use crate::model::{CustomerId, JobId};
 use crate::mqtt::outbox::Outbox;
 use crate::scheduler::SchedulerHandle;
-use crate::store::{NewJob, Store, StoreError};
+use crate::store::{downloads, NewJob, Store, StoreError, UPLOAD_PATH_PLACEHOLDER};
 
 /// Most appliances one job may target by id.
 pub const MAX_TARGETS: usize = 100_000;
@@ -31,6 +32,9 @@ pub enum JobError {
     /// Some targets do not exist (or are not the caller's).
     #[error("unknown appliances: {0}")]
     UnknownAppliances(String),
+    /// The document downloads a file that is not in the artifact store.
+    #[error("unknown artifact {0}: upload or register it first")]
+    UnknownArtifact(String),
     /// No such job.
     #[error("unknown job")]
     NotFound,
@@ -94,10 +98,25 @@ impl JobService {
 
     /// Saves a job and its executions (QUEUED) in one transaction and wakes
     /// the scheduler, which releases them.
-    pub async fn create(&self, request: CreateJob) -> Result<JobId, JobError> {
+    ///
+    /// A task that downloads must name a known artifact; a collectLog
+    /// job's `uploadPath` is replaced by each task's own signed upload link.
+    pub async fn create(&self, mut request: CreateJob) -> Result<JobId, JobError> {
         request.document.validate()?;
         if request.document.task_type() == TaskType::Heartbeat {
             return Err(JobError::HeartbeatNotQueueable);
+        }
+        if let JobDocument::CollectLog { upload_path, .. } = &mut request.document {
+            UPLOAD_PATH_PLACEHOLDER.clone_into(upload_path);
+        }
+        if let Some(digest) = downloads(&request.document) {
+            let known = match digest.parse::<Sha256Digest>() {
+                Ok(sha256) => self.store.artifact(&sha256).await?.is_some(),
+                Err(_) => false,
+            };
+            if !known {
+                return Err(JobError::UnknownArtifact(digest.to_owned()));
+            }
         }
         let mut targets = request.targets;
         targets.sort_unstable();

@@ -8,11 +8,13 @@
 //! - [`mqtt`]: the hub's MQTT client, dispatcher, throttle and outbox.
 //! - [`edge`]: appliance authentication and presence for the device edge.
 //! - [`jobs`], [`scheduler`]: creating, releasing and canceling jobs.
+//! - [`artifacts`]: the artifact store, signed links, log uploads.
 //! - [`api`]: the REST API.
 //! - [`config`], [`app`]: settings and the assembly of a running hub.
 
 pub mod api;
 pub mod app;
+pub mod artifacts;
 pub mod clock;
 pub mod config;
 pub mod credentials;

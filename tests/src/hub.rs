@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use hub::app::Hub;
-use hub::clock::SystemClock;
+use hub::clock::{SharedClock, SystemClock};
 use hub::config::{Config, ServeArgs};
 use protocol::ApplianceId;
 use serde_json::{json, Value};
@@ -14,6 +14,15 @@ use crate::appliance::{Identity, TestAppliance};
 
 /// The admin token of every test hub.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// How [`TestHub::start_with`] differs from [`TestHub::start`].
+#[derive(Default)]
+pub struct HubOptions {
+    /// Settings over the test defaults (port 0, the test's data directory).
+    pub args: ServeArgs,
+    /// The hub's clock; the system clock when None.
+    pub clock: Option<SharedClock>,
+}
 
 /// A running hub and a REST client for it.
 pub struct TestHub {
@@ -44,6 +53,34 @@ impl TestHub {
             base,
             http: reqwest::Client::new(),
         })
+    }
+
+    /// Starts a hub whose data lives in `data_dir`, with settings of
+    /// `options.args` over the test defaults, and the clock of `options`.
+    pub async fn start_with(data_dir: &Path, options: HubOptions) -> anyhow::Result<Self> {
+        crate::init_logging();
+        let defaults = ServeArgs {
+            http_addr: Some("127.0.0.1:0".parse()?),
+            mqtts_addr: Some("127.0.0.1:0".parse()?),
+            data_dir: Some(data_dir.to_owned()),
+            certs_dir: Some(data_dir.join("certs")),
+            ..ServeArgs::default()
+        };
+        let config = Config::merge(options.args, defaults, Some(ADMIN_TOKEN.into()))?;
+        let clock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let hub = Hub::start(config, clock).await?;
+        let base = format!("http://{}", hub.http_addr());
+        Ok(Self {
+            hub,
+            certs_dir: data_dir.join("certs"),
+            base,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// A plain HTTP client (no token), for public routes.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// The running hub.

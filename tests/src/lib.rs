@@ -7,7 +7,7 @@ pub mod appliance;
 pub mod hub;
 
 pub use appliance::TestAppliance;
-pub use hub::TestHub;
+pub use hub::{HubOptions, TestHub};
 
 use std::future::Future;
 use std::time::Duration;

@@ -4,7 +4,8 @@
 //! leak their details.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_RANGE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -23,6 +24,8 @@ pub enum ApiError {
     },
     /// 401: no or wrong credentials.
     Unauthorized(&'static str),
+    /// 403: a signed link that is missing, tampered with or expired.
+    Forbidden(String),
     /// 404: no such resource (or not the caller's).
     NotFound(&'static str),
     /// 409: the resource's state forbids it.
@@ -31,6 +34,14 @@ pub enum ApiError {
     PayloadTooLarge,
     /// 415: the body is not JSON.
     UnsupportedMediaType,
+    /// 416: the `Range` cannot be served; answered with
+    /// `Content-Range: bytes */<size>`.
+    RangeNotSatisfiable {
+        /// Size of the whole file.
+        size: u64,
+        /// Why.
+        cause: String,
+    },
     /// 503: the hub is overloaded or shutting down; retry later.
     Unavailable,
     /// 500: a failure of the hub itself; details go to the log only.
@@ -61,6 +72,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, message.as_str(), cause.as_str())
             }
             Self::Unauthorized(cause) => (StatusCode::UNAUTHORIZED, "unauthorized", *cause),
+            Self::Forbidden(cause) => (StatusCode::FORBIDDEN, "forbidden", cause.as_str()),
             Self::NotFound(what) => (StatusCode::NOT_FOUND, "not found", *what),
             Self::Conflict(cause) => (StatusCode::CONFLICT, "conflict", cause.as_str()),
             Self::PayloadTooLarge => (
@@ -72,6 +84,11 @@ impl IntoResponse for ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported media type",
                 "expected Content-Type: application/json",
+            ),
+            Self::RangeNotSatisfiable { cause, .. } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range not satisfiable",
+                cause.as_str(),
             ),
             Self::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -92,7 +109,13 @@ impl IntoResponse for ApiError {
             message,
             cause,
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::RangeNotSatisfiable { size, .. } = &self {
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(CONTENT_RANGE, value);
+            }
+        }
+        response
     }
 }
 

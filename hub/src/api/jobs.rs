@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use protocol::{ApplianceId, ExecutionStatus, JobDocument};
+use protocol::{ApplianceId, ExecutionStatus, JobDocument, TaskType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -93,6 +93,13 @@ fn parse_document(
             fields.insert("taskType".into(), Value::String(task_type.to_owned()));
         }
     }
+    if task_type == TaskType::CollectLog.as_str() && !fields.contains_key("uploadPath") {
+        // The hub gives each task its own signed upload link.
+        fields.insert(
+            "uploadPath".into(),
+            Value::String(crate::store::UPLOAD_PATH_PLACEHOLDER.to_owned()),
+        );
+    }
     JobDocument::from_value(Value::Object(fields))
         .map_err(|err| ApiError::bad_request("invalid job document", err))
 }
@@ -104,6 +111,7 @@ pub(crate) fn job_error(err: JobError) -> ApiError {
         | JobError::NoTargets
         | JobError::TooManyTargets(_)) => ApiError::bad_request("invalid targets or task", err),
         err @ JobError::UnknownAppliances(_) => ApiError::bad_request("unknown appliances", err),
+        err @ JobError::UnknownArtifact(_) => ApiError::bad_request("unknown artifact", err),
         JobError::NotFound => ApiError::NotFound("unknown job"),
         JobError::Store(err) => err.into(),
     }

@@ -4,8 +4,10 @@
 //! Paths work with and without a trailing slash.
 
 pub mod appliances;
+pub mod artifacts;
 pub mod error;
 pub mod extract;
+pub mod files;
 pub mod health;
 pub mod jobs;
 
@@ -13,6 +15,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use protocol::ProductKey;
 
+use crate::artifacts::logs::LogService;
+use crate::artifacts::ArtifactService;
 use crate::clock::SharedClock;
 use crate::credentials::AdminToken;
 use crate::jobs::JobService;
@@ -34,6 +38,10 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Namespace of provisioned appliances.
     pub product_key: ProductKey,
+    /// The artifact store and its signed links.
+    pub artifacts: ArtifactService,
+    /// Log collection.
+    pub logs: LogService,
 }
 
 /// The whole API.
@@ -42,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(jobs::router())
         .merge(appliances::router())
+        .merge(artifacts::router())
+        .merge(files::router())
         .fallback(|| async { error::ApiError::NotFound("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

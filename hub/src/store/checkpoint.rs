@@ -3,15 +3,18 @@
 //! for that copy and its fsync.
 //!
 //! The writer nudges it after every commit (nudges coalesce: one pending
-//! at most). A PASSIVE checkpoint never blocks the writer or the readers;
-//! once the whole WAL is copied, the writer's next transaction starts it
-//! over from the beginning, so the WAL stays about one batch long. The
-//! writer keeps SQLite's automatic checkpoint as a fallback, at a larger
-//! threshold, in case this thread falls behind.
+//! at most), and it checkpoints at most once per [`MIN_INTERVAL`], so that
+//! a stream of small commits costs one checkpoint (two fsyncs) per interval
+//! rather than per commit. A PASSIVE checkpoint never blocks the writer or
+//! the readers; once the whole WAL is copied, the writer's next transaction
+//! starts it over from the beginning, so the WAL stays a few batches long.
+//! The writer keeps SQLite's automatic checkpoint as a fallback, at a
+//! larger threshold, in case this thread falls behind.
 
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
@@ -46,9 +49,27 @@ pub(crate) fn spawn(
     Ok((Nudge(nudge), handle))
 }
 
+/// Shortest time between two checkpoints.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
 fn run(conn: &Connection, nudges: &Receiver<()>) {
+    let mut last = Instant::now();
     while nudges.recv().is_ok() {
+        // Nudges that arrive before the interval is over are absorbed; the
+        // writer going away ends the wait at once.
+        let next = last + MIN_INTERVAL;
+        loop {
+            match nudges.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Ok(()) => continue,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    checkpoint(conn);
+                    return;
+                }
+            }
+        }
         checkpoint(conn);
+        last = Instant::now();
     }
     checkpoint(conn);
 }

@@ -8,9 +8,10 @@ use protocol::message::{Task, TaskSummary, UpdateParams, UpdateReplyData};
 use protocol::{ApplianceId, ExecutionStatus, JobDocument, ProductKey, TaskId};
 use rusqlite::{params, Connection, Row};
 
+use super::links::Resolver;
 use super::row::{self, get, int, int_opt, json_opt, parsed, sql_count};
 use super::writer::WriteCtx;
-use super::{outbox, schema, ExecutionView, OutboxMessage, StoreError, UpdateResult};
+use super::{outbox, schema, ExecutionView, OutboxMessage, StoreError, TaskLinks, UpdateResult};
 use crate::engine::{self, ExecutionState, HubAction, UpdateOutcome};
 use crate::model::JobId;
 
@@ -275,6 +276,7 @@ pub(crate) fn apply_hub_all(
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     let conn = ctx.conn();
     let mut documents: HashMap<JobId, JobDocument> = HashMap::new();
+    let mut resolver = Resolver::new(conn, ctx.links());
     let mut messages = Vec::new();
     for (record, product_key) in records {
         let outcome = engine::apply_hub(&record.state, action, now)
@@ -293,7 +295,8 @@ pub(crate) fn apply_hub_all(
         };
         let appliance = record.appliance_id;
         let state = outcome.state;
-        let task = to_task(ExecutionRecord { state, ..record }, document);
+        let mut task = to_task(ExecutionRecord { state, ..record }, document);
+        resolver.attach(&mut task)?;
         messages.push(outbox::push_notify(
             conn,
             appliance,
@@ -353,14 +356,17 @@ pub(crate) static LIST_TASKS: LazyLock<String> = LazyLock::new(|| {
 /// `$next`.
 pub(crate) fn next_task(
     conn: &Connection,
+    links: Option<&dyn TaskLinks>,
     appliance: ApplianceId,
 ) -> Result<Option<Task>, StoreError> {
-    one_task(conn, &NEXT_TASK, params![appliance.to_string()])
+    let task = one_task(conn, &NEXT_TASK, params![appliance.to_string()])?;
+    with_links(conn, links, task)
 }
 
 /// One of the appliance's own released tasks.
 pub(crate) fn get_task(
     conn: &Connection,
+    links: Option<&dyn TaskLinks>,
     appliance: ApplianceId,
     task_id: &TaskId,
 ) -> Result<Option<Task>, StoreError> {
@@ -372,7 +378,21 @@ pub(crate) fn get_task(
             queued = ExecutionStatus::Queued.as_str(),
         )
     });
-    one_task(conn, &SQL, params![task_id.as_str(), appliance.to_string()])
+    let task = one_task(conn, &SQL, params![task_id.as_str(), appliance.to_string()])?;
+    with_links(conn, links, task)
+}
+
+/// A task as its appliance sees it, with freshly signed links.
+fn with_links(
+    conn: &Connection,
+    links: Option<&dyn TaskLinks>,
+    task: Option<Task>,
+) -> Result<Option<Task>, StoreError> {
+    let Some(mut task) = task else {
+        return Ok(None);
+    };
+    Resolver::new(conn, links).attach(&mut task)?;
+    Ok(Some(task))
 }
 
 fn one_task(

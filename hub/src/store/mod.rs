@@ -29,10 +29,13 @@
 //! A dropped command future does not cancel a write already queued.
 
 mod appliances;
+mod artifacts;
 mod checkpoint;
 mod error;
 mod executions;
 mod jobs;
+mod links;
+mod logs;
 mod outbox;
 mod readers;
 mod row;
@@ -54,7 +57,10 @@ use rusqlite::Connection;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
+pub use artifacts::{Artifact, ArtifactQuery, ArtifactSort};
 pub use error::StoreError;
+pub use links::{downloads, TaskLinks, UPLOAD_PATH_PLACEHOLDER};
+pub use logs::{accepts_upload, LogRecorded, LogTask, LogUpload};
 pub use types::{
     ApplianceCredentials, ExecutionView, JobCreated, JobSummary, NewJob, OutboxMessage, Page,
     StoreStats, UpdateResult,
@@ -144,6 +150,7 @@ impl std::fmt::Debug for Store {
 
 struct Inner {
     commands: Option<mpsc::Sender<Command>>,
+    links: Option<Arc<dyn TaskLinks>>,
     /// The writer, then the checkpointer (which stops when the writer does).
     threads: Mutex<Vec<JoinHandle<()>>>,
     readers: Arc<Readers>,
@@ -170,6 +177,16 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, applies pending
     /// migrations in one transaction, and starts the writer thread.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        Self::open_with_links(path, options, None)
+    }
+
+    /// [`Store::open`] with the signer of the links tasks carry (`jobFile`,
+    /// a collectLog's `uploadPath`); without one, tasks go out as stored.
+    pub fn open_with_links(
+        path: &Path,
+        options: StoreOptions,
+        links: Option<Arc<dyn TaskLinks>>,
+    ) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Io(Arc::new(e)))?;
         }
@@ -186,11 +203,13 @@ impl Store {
             options.max_batch.max(1),
             Arc::clone(&stats),
             nudge,
+            links.clone(),
         )
         .map_err(|e| StoreError::Io(Arc::new(e)))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 commands: Some(tx),
+                links,
                 threads: Mutex::new(vec![writer, checkpointer]),
                 readers,
                 stats,
@@ -426,7 +445,8 @@ impl Store {
 
     /// `$next`: the appliance's oldest SENT or IN_PROGRESS execution.
     pub async fn next_task(&self, appliance: ApplianceId) -> Result<Option<Task>, StoreError> {
-        self.read(move |conn| executions::next_task(conn, appliance))
+        let links = self.inner.links.clone();
+        self.read(move |conn| executions::next_task(conn, links.as_deref(), appliance))
             .await
     }
 
@@ -446,7 +466,8 @@ impl Store {
         task_id: &TaskId,
     ) -> Result<Option<Task>, StoreError> {
         let task_id = task_id.clone();
-        self.read(move |conn| executions::get_task(conn, appliance, &task_id))
+        let links = self.inner.links.clone();
+        self.read(move |conn| executions::get_task(conn, links.as_deref(), appliance, &task_id))
             .await
     }
 

@@ -21,11 +21,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "001_initial",
-    sql: include_str!("migrations/001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "001_initial",
+        sql: include_str!("migrations/001_initial.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "003_artifacts",
+        sql: include_str!("migrations/003_artifacts.sql"),
+    },
+];
 
 /// The kinds of message the outbox holds (hub -> device only).
 pub(crate) const OUTBOX_KINDS: [MessageKind; 1] = [MessageKind::JobNotify];
@@ -38,8 +45,8 @@ const WRITER_CACHE_KIB: i64 = -65_536;
 
 /// WAL pages at which the writer checkpoints by itself, a fallback for a
 /// checkpointer that falls behind (SQLite's default is 1,000; the
-/// checkpointer normally keeps the WAL about one batch long).
-const WRITER_AUTOCHECKPOINT_PAGES: i64 = 4_000;
+/// checkpointer normally keeps the WAL a few batches long).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 8_000;
 
 /// The newest schema version this binary knows.
 pub(crate) fn latest_version() -> i64 {

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Nudge;
 use super::schema::counter_column;
-use super::{StoreError, StoreStats};
+use super::{StoreError, StoreStats, TaskLinks};
 use crate::model::{JobId, JobStatus};
 
 /// A message to the writer.
@@ -165,6 +165,7 @@ impl CounterDeltas {
 /// transaction) and the counter bookkeeping.
 pub(crate) struct WriteCtx<'c> {
     conn: &'c Connection,
+    links: Option<&'c dyn TaskLinks>,
     batch: CounterDeltas,
     command: CounterDeltas,
     broken: Option<StoreError>,
@@ -174,6 +175,11 @@ impl<'c> WriteCtx<'c> {
     /// The write connection, inside the batch's transaction.
     pub(crate) fn conn(&self) -> &'c Connection {
         self.conn
+    }
+
+    /// The signer of the links tasks carry, if the store has one.
+    pub(crate) fn links(&self) -> Option<&'c dyn TaskLinks> {
+        self.links
     }
 
     /// Records that an execution of `job` moved `from` -> `to` (`from` None
@@ -312,10 +318,20 @@ pub(crate) fn spawn(
     max_batch: usize,
     stats: Arc<Stats>,
     checkpointer: Nudge,
+    links: Option<Arc<dyn TaskLinks>>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, commands, max_batch, &stats, &checkpointer))
+        .spawn(move || {
+            run(
+                conn,
+                commands,
+                max_batch,
+                &stats,
+                &checkpointer,
+                links.as_deref(),
+            )
+        })
 }
 
 fn run(
@@ -324,6 +340,7 @@ fn run(
     max_batch: usize,
     stats: &Stats,
     checkpointer: &Nudge,
+    links: Option<&dyn TaskLinks>,
 ) {
     let mut batch: Vec<Box<dyn Operation>> = Vec::with_capacity(max_batch);
     while let Some(first) = commands.blocking_recv() {
@@ -343,7 +360,7 @@ fn run(
             // Refuse new commands; those already queued are still received.
             commands.close();
         }
-        if !batch.is_empty() && run_batch(&mut conn, batch.drain(..), stats) {
+        if !batch.is_empty() && run_batch(&mut conn, batch.drain(..), stats, links) {
             checkpointer.send();
         }
     }
@@ -354,6 +371,7 @@ fn run_batch(
     conn: &mut Connection,
     ops: impl ExactSizeIterator<Item = Box<dyn Operation>>,
     stats: &Stats,
+    links: Option<&dyn TaskLinks>,
 ) -> bool {
     stats
         .commands
@@ -371,6 +389,7 @@ fn run_batch(
     }
     let mut ctx = WriteCtx {
         conn,
+        links,
         batch: CounterDeltas::default(),
         command: CounterDeltas::default(),
         broken: None,

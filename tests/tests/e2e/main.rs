@@ -1,5 +1,7 @@
 //! End-to-end tests: broker, hub and appliances in one process, every
 //! listener on port 0, every wait bounded by a timeout.
 
+mod artifacts;
 mod edge;
 mod jobs;
+mod logs;
