@@ -99,7 +99,8 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Busy | StoreError::Closed => Self::Unavailable,
+            StoreError::Busy | StoreError::Closed | StoreError::Overloaded => Self::Unavailable,
+            StoreError::Conflict(cause) => Self::Conflict(cause),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -27,13 +27,19 @@
 //! A dropped command future does not cancel a write already queued.
 
 mod appliances;
+mod catalog;
+mod customers;
+mod effects;
 mod error;
 mod executions;
+mod fleet;
+mod fleet_types;
 mod jobs;
 mod outbox;
 mod readers;
 mod row;
 mod schema;
+mod telemetry;
 mod types;
 mod writer;
 
@@ -51,7 +57,14 @@ use rusqlite::Connection;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
+pub use catalog::{NewApplianceVersion, NewServiceVersion};
 pub use error::StoreError;
+pub use fleet_types::{
+    ApplianceFilter, ApplianceRecord, ApplianceVersionView, AuditEntry, Capacity, CustomerView,
+    InstalledService, NewCustomer, NewRegistration, OpenTask, Paging, Registered,
+    ServiceVersionView, TagView, TaskCreated, TaskRequest, TaskView,
+};
+pub use telemetry::{MAX_SAMPLES, RETENTION_MS};
 pub use types::{
     ApplianceCredentials, ExecutionView, JobCreated, JobSummary, NewJob, OutboxMessage, Page,
     StoreStats, UpdateResult,

@@ -13,7 +13,7 @@ use protocol::{ExecutionStatus, MessageKind, TaskType};
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::{StoreError, StoreOptions};
-use crate::model::{ApplianceStatus, JobStatus};
+use crate::model::{ApplianceStatus, JobStatus, ServiceStatus};
 
 struct Migration {
     version: i64,
@@ -21,11 +21,18 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "001_initial",
-    sql: include_str!("migrations/001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "001_initial",
+        sql: include_str!("migrations/001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "002_rest_surface",
+        sql: include_str!("migrations/002_rest_surface.sql"),
+    },
+];
 
 /// The kinds of message the outbox holds (hub -> device only).
 pub(crate) const OUTBOX_KINDS: [MessageKind; 1] = [MessageKind::JobNotify];
@@ -101,6 +108,10 @@ fn value_lists() -> Vec<(&'static str, Vec<&'static str>)> {
         (
             "TASK_TYPES",
             TaskType::ALL.iter().map(|t| t.as_str()).collect(),
+        ),
+        (
+            "SERVICE_STATUSES",
+            ServiceStatus::ALL.iter().map(|s| s.as_str()).collect(),
         ),
         (
             "OUTBOX_KINDS",
@@ -217,7 +228,10 @@ mod tests {
         }
         let sql = render(&MIGRATIONS[0]).expect("renders");
         assert!(sql.contains("status = 'IN_PROGRESS'"));
-        assert!(!sql.contains(" IN ("), "IN lists cost a temporary b-tree per write");
+        assert!(
+            !sql.contains(" IN ("),
+            "IN lists cost a temporary b-tree per write"
+        );
         assert!(sql.contains("in_progress INTEGER NOT NULL DEFAULT 0"));
     }
 
