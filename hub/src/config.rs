@@ -89,6 +89,13 @@ pub struct ServeArgs {
     /// Product key of the appliances' namespace [default: va].
     #[arg(long, env = "HUB_PRODUCT_KEY")]
     pub product_key: Option<String>,
+    /// Honour the `x-customer-id` header set by a trusted gateway in front
+    /// of the hub, in place of the customer's api key [default: off].
+    #[arg(long, env = "HUB_TRUST_GATEWAY", num_args = 0..=1, default_missing_value = "true")]
+    pub trust_gateway: Option<bool>,
+    /// Days a customer's register token stays valid [default: 30].
+    #[arg(long, env = "HUB_REGISTER_TOKEN_DAYS")]
+    pub register_token_days: Option<u32>,
     /// TOML file with any of the settings above (kebab-case keys).
     #[arg(long, env = "HUB_CONFIG")]
     #[serde(skip)]
@@ -124,6 +131,10 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// How appliances authenticate at the device edge.
     pub device_auth: DeviceAuth,
+    /// Whether `x-customer-id` from a trusted gateway identifies customers.
+    pub trust_gateway: bool,
+    /// Lifetime of register tokens, in milliseconds.
+    pub register_token_lifetime_ms: i64,
 }
 
 /// How appliances prove who they are at the device edge.
@@ -220,6 +231,16 @@ impl Config {
                 ))
             }
         };
+        let register_token_days = first
+            .register_token_days
+            .or(file.register_token_days)
+            .unwrap_or(30);
+        if !(1..=3650).contains(&register_token_days) {
+            return Err(invalid(
+                "register-token-days",
+                format!("{register_token_days} is not 1-3650"),
+            ));
+        }
         let admin_token = admin_token.filter(|t| !t.is_empty());
         if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(invalid(
@@ -255,6 +276,8 @@ impl Config {
             product_key,
             admin_token,
             device_auth,
+            trust_gateway: first.trust_gateway.or(file.trust_gateway).unwrap_or(false),
+            register_token_lifetime_ms: i64::from(register_token_days) * 24 * 3600 * 1000,
         })
     }
 }
@@ -310,6 +333,22 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("data"));
         assert_eq!(config.certs_dir, Path::new("certs").join("dev"));
         assert_eq!(config.synchronous, Synchronous::Full);
+        assert!(!config.trust_gateway);
+        assert_eq!(config.register_token_lifetime_ms, 30 * 24 * 3600 * 1000);
+    }
+
+    #[test]
+    fn gateway_trust_and_token_lifetime_are_settings() {
+        let file: ServeArgs =
+            toml::from_str("trust-gateway = true\nregister-token-days = 7").expect("toml");
+        let config = Config::merge(ServeArgs::default(), file, None).expect("valid");
+        assert!(config.trust_gateway);
+        assert_eq!(config.register_token_lifetime_ms, 7 * 24 * 3600 * 1000);
+        let zero = ServeArgs {
+            register_token_days: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(Config::merge(zero, ServeArgs::default(), None).is_err());
     }
 
     #[test]

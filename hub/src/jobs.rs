@@ -8,7 +8,7 @@ use crate::clock::SharedClock;
 use crate::model::{CustomerId, JobId};
 use crate::mqtt::outbox::Outbox;
 use crate::scheduler::SchedulerHandle;
-use crate::store::{NewJob, Store, StoreError};
+use crate::store::{NewJob, Store, StoreError, TaskCreated, TaskRequest};
 
 /// Most appliances one job may target by id.
 pub const MAX_TARGETS: usize = 100_000;
@@ -120,6 +120,19 @@ impl JobService {
             .await?;
         self.scheduler.wake();
         Ok(job_id)
+    }
+
+    /// Creates a customer's task for one of its appliances (a one-target
+    /// job) with the checks of [`TaskRequest`], and wakes the scheduler.
+    /// Returns the job and the execution's task id.
+    pub async fn create_task(&self, request: TaskRequest) -> Result<TaskCreated, JobError> {
+        request.document.validate()?;
+        if request.document.task_type() == TaskType::Heartbeat {
+            return Err(JobError::HeartbeatNotQueueable);
+        }
+        let created = self.store.create_task(request).await?;
+        self.scheduler.wake();
+        Ok(created)
     }
 
     /// Cancels a job: QUEUED and SENT executions (and IN_PROGRESS ones with

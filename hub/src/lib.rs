@@ -8,7 +8,8 @@
 //! - [`mqtt`]: the hub's MQTT client, dispatcher, throttle and outbox.
 //! - [`edge`]: appliance authentication and presence for the device edge.
 //! - [`jobs`], [`scheduler`]: creating, releasing and canceling jobs.
-//! - [`api`]: the REST API.
+//! - [`api`]: the REST API; [`register_token`]: the JWTs appliances
+//!   register with.
 //! - [`config`], [`app`]: settings and the assembly of a running hub.
 
 pub mod api;
@@ -22,5 +23,6 @@ pub mod engine;
 pub mod jobs;
 pub mod model;
 pub mod mqtt;
+pub mod register_token;
 pub mod scheduler;
 pub mod store;

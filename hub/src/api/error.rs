@@ -37,11 +37,15 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    status: u16,
-    message: &'a str,
-    cause: &'a str,
+/// The body of every error answer.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The HTTP status, repeated.
+    pub status: u16,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The detail: a field, a parser's words, the state that forbids it.
+    pub cause: String,
 }
 
 impl ApiError {
@@ -89,8 +93,8 @@ impl IntoResponse for ApiError {
         };
         let body = ErrorBody {
             status: status.as_u16(),
-            message,
-            cause,
+            message: message.to_owned(),
+            cause: cause.to_owned(),
         };
         (status, Json(body)).into_response()
     }

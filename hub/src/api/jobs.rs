@@ -9,7 +9,7 @@ use protocol::{ApplianceId, ExecutionStatus, JobDocument};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Admin, ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::jobs::{CreateJob, JobError};
@@ -29,34 +29,41 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `POST /api/v1/jobs` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateJobRequest {
     /// One of the protocol's task types.
     pub task_type: String,
     /// The job document's fields (`taskType` may be repeated or omitted).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub document: Option<serde_json::Map<String, Value>>,
     /// Where to run it.
     pub targets: Targets,
 }
 
 /// Targets of a job.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Targets {
     /// Appliances by id.
+    #[schema(value_type = Vec<String>)]
     pub appliance_ids: Vec<ApplianceId>,
 }
 
 /// `POST /api/v1/jobs` answer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobCreatedResponse {
     /// The new job.
+    #[schema(value_type = String)]
     pub job_id: JobId,
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "operators",
+    request_body = CreateJobRequest, security(("admin" = [])),
+    responses((status = 201, body = JobCreatedResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
 async fn create(
     _: Admin,
     State(state): State<AppState>,
@@ -114,6 +121,10 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
         .map_err(|_| ApiError::bad_request("invalid job id", "expected a UUID"))
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "operators",
+    params(("id" = String, Path)), security(("admin" = [])),
+    responses((status = 200, body = JobSummary), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn summary(
     _: Admin,
     State(state): State<AppState>,
@@ -127,7 +138,8 @@ async fn summary(
 }
 
 /// Paging and filter of the executions list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionsQuery {
     /// Rows to skip.
@@ -140,7 +152,7 @@ pub struct ExecutionsQuery {
 }
 
 /// One page of executions.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionsPage {
     /// Executions matching the filter, in all pages.
@@ -153,6 +165,10 @@ pub struct ExecutionsPage {
     pub items: Vec<ExecutionView>,
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/executions", tag = "operators",
+    params(("id" = String, Path), ExecutionsQuery), security(("admin" = [])),
+    responses((status = 200, body = ExecutionsPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn executions(
     _: Admin,
     State(state): State<AppState>,
@@ -183,7 +199,8 @@ async fn executions(
 }
 
 /// Cancel options.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CancelQuery {
     /// Also end IN_PROGRESS executions.
@@ -191,6 +208,10 @@ pub struct CancelQuery {
     pub force: bool,
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "operators",
+    params(("id" = String, Path), CancelQuery), security(("admin" = [])),
+    responses((status = 200, body = JobSummary), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn cancel(
     _: Admin,
     State(state): State<AppState>,

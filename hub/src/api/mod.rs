@@ -4,12 +4,24 @@
 //! Paths work with and without a trailing slash.
 
 pub mod appliances;
+pub mod auth;
+pub mod catalog;
+pub mod customers;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod openapi;
+pub mod paging;
+pub mod register;
+pub mod ui_appliances;
+pub mod ui_model;
+pub mod ui_services;
+pub mod va;
 
-use axum::extract::DefaultBodyLimit;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::Router;
 use protocol::ProductKey;
 
@@ -34,6 +46,8 @@ pub struct AppState {
     pub clock: SharedClock,
     /// Namespace of provisioned appliances.
     pub product_key: ProductKey,
+    /// Register tokens, and what registration hands out.
+    pub registration: Arc<register::RegistrationSettings>,
 }
 
 /// The whole API.
@@ -42,7 +56,35 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(jobs::router())
         .merge(appliances::router())
+        .merge(customers::router())
+        .merge(catalog::router())
+        .merge(register::router())
+        .merge(va::router())
+        .merge(ui_appliances::router())
+        .merge(ui_services::router())
         .fallback(|| async { error::ApiError::NotFound("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+        .merge(openapi::router())
+}
+
+/// Removes a trailing slash from the path (`/ui/appliances/` is
+/// `/ui/appliances`), except under the interactive docs, whose pages are
+/// served from `/docs/` and would otherwise redirect forever.
+pub fn trim_trailing_slash(mut request: Request) -> Request {
+    let path = request.uri().path();
+    let docs = path == "/docs/" || path.starts_with("/docs/");
+    if docs || path.len() <= 1 || !path.ends_with('/') {
+        return request;
+    }
+    let trimmed = path.trim_end_matches('/');
+    let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+    let rebuilt = match request.uri().query() {
+        Some(query) => format!("{trimmed}?{query}"),
+        None => trimmed.to_owned(),
+    };
+    if let Ok(uri) = rebuilt.parse() {
+        *request.uri_mut() = uri;
+    }
+    request
 }

@@ -293,6 +293,28 @@ impl Store {
             .await
     }
 
+    /// Every service with its name and newest enabled version (None when
+    /// it has none), by code.
+    pub async fn service_catalog(
+        &self,
+    ) -> Result<Vec<(String, String, Option<String>)>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT s.code, s.name, (SELECT v.version FROM service_versions v \
+                 WHERE v.service_code = s.code AND v.enabled = 1 \
+                 ORDER BY v.v1 DESC, v.v2 DESC, v.v3 DESC, v.v4 DESC LIMIT 1) \
+                 FROM services s ORDER BY s.code",
+            )?;
+            let mut rows = statement.query([])?;
+            let mut services = Vec::new();
+            while let Some(row) = rows.next()? {
+                services.push((get(row, 0)?, get(row, 1)?, get(row, 2)?));
+            }
+            Ok(services)
+        })
+        .await
+    }
+
     /// Creates a tag. Conflict when the name is taken.
     pub async fn create_tag(&self, name: String, now: i64) -> Result<TagId, StoreError> {
         self.write(move |ctx| {

@@ -37,6 +37,7 @@ fn decode(row: &Row<'_>) -> Result<ApplianceRecord, StoreError> {
         metrics: json_opt(row, 13, "appliances.metrics")?,
         metrics_at: get(row, 14)?,
         services: Vec::new(),
+        open_tasks: Vec::new(),
     })
 }
 
@@ -86,6 +87,7 @@ pub(crate) fn customer_appliance(
     };
     let mut record = decode(row)?;
     record.services = installed_services(conn, id)?;
+    record.open_tasks = open_tasks(conn, id)?;
     Ok(Some(record))
 }
 
@@ -148,6 +150,7 @@ impl Store {
             }
             for item in &mut items {
                 item.services = installed_services(conn, item.appliance_id)?;
+                item.open_tasks = open_tasks(conn, item.appliance_id)?;
             }
             Ok(Page {
                 total: u64::try_from(total).unwrap_or_default(),

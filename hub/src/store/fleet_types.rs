@@ -25,13 +25,20 @@ pub struct Paging {
 }
 
 impl Paging {
-    /// `ORDER BY ... LIMIT ? OFFSET ?` with `tiebreak` as a second key so
-    /// that pages are stable.
+    /// `ORDER BY ... LIMIT n OFFSET m` with `tiebreak` as a last key so
+    /// that pages are stable. A sort of several columns (`a, b`) orders
+    /// each of them in the chosen direction.
     pub(crate) fn clause(&self, tiebreak: &str) -> String {
         let direction = if self.descending { "DESC" } else { "ASC" };
+        let keys: Vec<String> = self
+            .sort
+            .split(',')
+            .chain(std::iter::once(tiebreak))
+            .map(|column| format!("{} {direction}", column.trim()))
+            .collect();
         format!(
-            "ORDER BY {sort} {direction}, {tiebreak} {direction} LIMIT {limit} OFFSET {offset}",
-            sort = self.sort,
+            "ORDER BY {keys} LIMIT {limit} OFFSET {offset}",
+            keys = keys.join(", "),
             limit = self.limit,
             offset = self.offset.min(i64::MAX as u64),
         )
@@ -243,6 +250,8 @@ pub struct ApplianceRecord {
     pub metrics_at: Option<i64>,
     /// Installed services.
     pub services: Vec<InstalledService>,
+    /// Open (not terminal) tasks, oldest first.
+    pub open_tasks: Vec<OpenTask>,
 }
 
 /// Filters of a customer's appliance list.
