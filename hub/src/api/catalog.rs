@@ -140,7 +140,7 @@ pub struct VersionFilter {
 }
 
 const VERSION_SORT: SortKeys = &[
-    ("version", "major, minor, revision, build"),
+    ("version", "major|minor|revision|build"),
     ("publishedAt", "published_at"),
 ];
 
@@ -306,7 +306,7 @@ fn paging_all() -> crate::store::Paging {
         offset: 0,
         limit: u32::MAX,
         descending: false,
-        sort: "v.v1, v.v2, v.v3, v.v4",
+        sort: "v.v1|v.v2|v.v3|v.v4",
     }
 }
 
@@ -320,7 +320,7 @@ pub struct ServiceFilter {
 }
 
 const SERVICE_SORT: SortKeys = &[
-    ("version", "v.v1, v.v2, v.v3, v.v4"),
+    ("version", "v.v1|v.v2|v.v3|v.v4"),
     ("serviceCode", "v.service_code"),
     ("createdAt", "v.created_at"),
 ];

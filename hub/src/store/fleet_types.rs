@@ -26,13 +26,13 @@ pub struct Paging {
 
 impl Paging {
     /// `ORDER BY ... LIMIT n OFFSET m` with `tiebreak` as a last key so
-    /// that pages are stable. A sort of several columns (`a, b`) orders
+    /// that pages are stable. A sort of several columns (`a|b`) orders
     /// each of them in the chosen direction.
     pub(crate) fn clause(&self, tiebreak: &str) -> String {
         let direction = if self.descending { "DESC" } else { "ASC" };
         let keys: Vec<String> = self
             .sort
-            .split(',')
+            .split('|')
             .chain(std::iter::once(tiebreak))
             .map(|column| format!("{} {direction}", column.trim()))
             .collect();

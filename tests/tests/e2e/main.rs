@@ -3,3 +3,6 @@
 
 mod edge;
 mod jobs;
+mod rest_auth;
+mod rest_flow;
+mod rest_inputs;
