@@ -1,7 +1,9 @@
 //! Store tests on temp-dir databases. Helpers here; one module per feature:
 //! `flow` (jobs and device updates end to end), `writer` (group commit,
-//! overload, close and reopen, corrupt rows).
+//! overload, close and reopen, corrupt rows), `fleet` (the REST surface's
+//! registration, tasks, effects and metrics).
 
+mod fleet;
 mod flow;
 mod writer;
 
