@@ -49,6 +49,49 @@ impl FromRequestParts<AppState> for Customer {
     }
 }
 
+/// An operator (admin token) or a customer (api key, or `x-customer-id`
+/// behind a trusted gateway): who may use `/api/v1/jobs`. A customer acts
+/// on its own appliances and jobs only.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller {
+    /// The admin token.
+    Admin,
+    /// A customer.
+    Customer(CustomerId),
+}
+
+impl Caller {
+    /// The customer, when the caller is one.
+    pub fn customer(&self) -> Option<CustomerId> {
+        match self {
+            Self::Admin => None,
+            Self::Customer(id) => Some(*id),
+        }
+    }
+
+    /// Whether the caller may see a job owned by `owner`.
+    pub fn may_see(&self, owner: Option<CustomerId>) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::Customer(id) => owner == Some(*id),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if bearer(parts).is_some_and(|token| state.admin_token.verify(token)) {
+            return Ok(Self::Admin);
+        }
+        let Customer(id) = Customer::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::Unauthorized("invalid token"))?;
+        Ok(Self::Customer(id))
+    }
+}
+
 /// The calling appliance: the `{id}` of the path, proven by its appliance
 /// token (`Authorization: Bearer <applianceToken>`).
 #[derive(Debug, Clone, Copy)]

@@ -105,6 +105,8 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Busy | StoreError::Closed | StoreError::Overloaded => Self::Unavailable,
             StoreError::Conflict(cause) => Self::Conflict(cause),
+            StoreError::UnknownCustomer(_) => Self::NotFound("unknown customer"),
+            StoreError::UnknownAppliances(_) => Self::NotFound("unknown appliance"),
             other => Self::Internal(other.to_string()),
         }
     }

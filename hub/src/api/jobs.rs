@@ -1,5 +1,6 @@
 //! `/api/v1/jobs`: create a job, read its summary and its executions, and
-//! cancel it.
+//! cancel it. Operators (admin token) act on any appliance; a customer
+//! (its api key) on its own appliances and jobs only.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Admin, ApiJson, ApiPath, ApiQuery};
+use super::auth::Caller;
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::jobs::{CreateJob, JobError};
 use crate::model::JobId;
@@ -61,11 +63,11 @@ pub struct JobCreatedResponse {
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs", tag = "operators",
-    request_body = CreateJobRequest, security(("admin" = [])),
+    request_body = CreateJobRequest, security(("admin" = []), ("apiKey" = [])),
     responses((status = 201, body = JobCreatedResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)))]
 async fn create(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateJobRequest>,
 ) -> Result<(StatusCode, ApiJson<JobCreatedResponse>), ApiError> {
@@ -73,7 +75,7 @@ async fn create(
     let job_id = state
         .jobs
         .create(CreateJob {
-            customer_id: None,
+            customer_id: caller.customer(),
             document,
             targets: request.targets.appliance_ids,
         })
@@ -122,18 +124,26 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "operators",
-    params(("id" = String, Path)), security(("admin" = [])),
+    params(("id" = String, Path)), security(("admin" = []), ("apiKey" = [])),
     responses((status = 200, body = JobSummary), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn summary(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<JobSummary>, ApiError> {
     let job_id = job_id(&id)?;
-    let summary = state.store.job_summary(job_id).await?;
-    summary
-        .map(ApiJson)
+    visible(&state, &caller, job_id).await.map(ApiJson)
+}
+
+/// The job's summary, when the caller may see it (a customer sees its own
+/// jobs only; another's is a 404).
+async fn visible(state: &AppState, caller: &Caller, job_id: JobId) -> Result<JobSummary, ApiError> {
+    state
+        .store
+        .job_summary(job_id)
+        .await?
+        .filter(|summary| caller.may_see(summary.customer_id))
         .ok_or(ApiError::NotFound("unknown job"))
 }
 
@@ -166,16 +176,17 @@ pub struct ExecutionsPage {
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/executions", tag = "operators",
-    params(("id" = String, Path), ExecutionsQuery), security(("admin" = [])),
+    params(("id" = String, Path), ExecutionsQuery), security(("admin" = []), ("apiKey" = [])),
     responses((status = 200, body = ExecutionsPage), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn executions(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ExecutionsQuery>,
 ) -> Result<ApiJson<ExecutionsPage>, ApiError> {
     let job_id = job_id(&id)?;
+    visible(&state, &caller, job_id).await?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request("invalid limit", "expected 1-1000"));
@@ -209,16 +220,17 @@ pub struct CancelQuery {
 }
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "operators",
-    params(("id" = String, Path), CancelQuery), security(("admin" = [])),
+    params(("id" = String, Path), CancelQuery), security(("admin" = []), ("apiKey" = [])),
     responses((status = 200, body = JobSummary), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn cancel(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<CancelQuery>,
 ) -> Result<ApiJson<JobSummary>, ApiError> {
     let job_id = job_id(&id)?;
+    visible(&state, &caller, job_id).await?;
     state
         .jobs
         .cancel(job_id, query.force)

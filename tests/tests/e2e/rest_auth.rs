@@ -397,3 +397,79 @@ async fn operators_publish_versions_services_and_tags() -> anyhow::Result<()> {
     hub.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_create_jobs_for_their_own_appliances_only() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = TestHub::start(dir.path()).await?;
+    let acme = hub.customer("ACME").await?;
+    let globex = hub.customer("Globex").await?;
+    let mine = register(&hub, &acme).await?["applianceId"].clone();
+    let theirs = register(&hub, &globex).await?["applianceId"].clone();
+    let job = |target: &Value| json!({"taskType": "collectMetrics", "targets": {"applianceIds": [target]}});
+
+    let before = hub.fingerprint().await?;
+    let (status, refused) = hub
+        .call(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(&acme.api_key),
+            Some(&job(&theirs)),
+        )
+        .await?;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(hub.fingerprint().await?, before);
+
+    let (status, created) = hub
+        .call(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(&acme.api_key),
+            Some(&job(&mine)),
+        )
+        .await?;
+    assert_eq!(status, 201, "{created}");
+    let path = format!(
+        "/api/v1/jobs/{}",
+        created["jobId"].as_str().unwrap_or_default()
+    );
+    let (status, summary) = hub
+        .call(Method::GET, &path, Some(&acme.api_key), None)
+        .await?;
+    assert_eq!(
+        (status, &summary["customerId"]),
+        (200, &json!(acme.customer_id))
+    );
+    assert_eq!(
+        hub.call(Method::GET, &path, Some(&globex.api_key), None)
+            .await?
+            .0,
+        404
+    );
+    let executions = format!("{path}/executions");
+    assert_eq!(
+        hub.call(Method::GET, &executions, Some(&globex.api_key), None)
+            .await?
+            .0,
+        404
+    );
+    let cancel = format!("{path}/cancel");
+    assert_eq!(
+        hub.call(Method::POST, &cancel, Some(&globex.api_key), None)
+            .await?
+            .0,
+        404
+    );
+    assert_eq!(
+        hub.call(Method::GET, &path, Some(ADMIN_TOKEN), None)
+            .await?
+            .0,
+        200
+    );
+    assert_eq!(
+        hub.call(Method::GET, &path, Some("nobody"), None).await?.0,
+        401
+    );
+    hub.stop().await;
+    Ok(())
+}
