@@ -10,8 +10,8 @@ use protocol::{ApplianceId, ExecutionStatus, JobDocument};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::{ApiError, ErrorBody};
 use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::jobs::{CreateJob, JobError};

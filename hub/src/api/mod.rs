@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod metrics;
 pub mod openapi;
 pub mod paging;
 pub mod register;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(va::router())
         .merge(ui_appliances::router())
         .merge(ui_services::router())
+        .merge(metrics::router())
         .fallback(|| async { error::ApiError::NotFound("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
-    appliances, catalog, customers, health, jobs, register, ui_appliances, ui_services, va,
+    appliances, catalog, customers, health, jobs, metrics, register, ui_appliances, ui_services, va,
 };
 
 /// Where the interactive documentation is served.
@@ -22,7 +22,7 @@ pub const DOCS_PATH: &str = "/docs";
         (admin token), the frontend (a customer's api key) and appliances (register token, \
         appliance token)."),
     paths(
-        health::healthz,
+        health::healthz, metrics::metrics,
         jobs::create, jobs::summary, jobs::executions, jobs::cancel,
         appliances::provision,
         customers::create, customers::list,

@@ -173,6 +173,30 @@ impl Store {
         .await
     }
 
+    /// How many appliances are in each status, and jobs in each status,
+    /// as `(kind, status, count)` rows (for `GET /metrics`).
+    pub async fn fleet_counts(&self) -> Result<Vec<(&'static str, String, u64)>, StoreError> {
+        self.read(|conn| {
+            let mut counts = Vec::new();
+            for (kind, sql) in [
+                (
+                    "appliances",
+                    "SELECT status, count(*) FROM appliances GROUP BY status",
+                ),
+                ("jobs", "SELECT status, count(*) FROM jobs GROUP BY status"),
+            ] {
+                let mut statement = conn.prepare_cached(sql)?;
+                let mut rows = statement.query([])?;
+                while let Some(row) = rows.next()? {
+                    let n: i64 = row.get(1)?;
+                    counts.push((kind, row.get(0)?, u64::try_from(n).unwrap_or_default()));
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
     /// A digest of every row of every table, for tests that check that a
     /// refused request changed nothing.
     pub async fn fingerprint(&self) -> Result<String, StoreError> {

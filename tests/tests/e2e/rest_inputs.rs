@@ -678,6 +678,14 @@ async fn openapi_documents_every_endpoint_and_docs_serve_the_ui() -> anyhow::Res
     ] {
         assert!(schemas[schema].is_object(), "schema {schema} missing");
     }
+    let metrics = hub.request_as(Method::GET, "/metrics", None).send().await?;
+    assert_eq!(metrics.status().as_u16(), 200);
+    let text = metrics.text().await?;
+    assert!(
+        text.contains("# TYPE fleethub_store_commands_total counter"),
+        "{text}"
+    );
+    assert!(spec["paths"]["/metrics"]["get"].is_object());
     let page = hub.request_as(Method::GET, "/docs/", None).send().await?;
     assert_eq!(page.status().as_u16(), 200);
     assert!(page.text().await?.contains("swagger-ui"));
