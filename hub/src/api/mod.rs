@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod paging;
 pub mod register;
+pub mod tags;
 pub mod ui_appliances;
 pub mod ui_model;
 pub mod ui_services;
@@ -59,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(appliances::router())
         .merge(customers::router())
         .merge(catalog::router())
+        .merge(tags::router())
         .merge(register::router())
         .merge(va::router())
         .merge(ui_appliances::router())

@@ -9,7 +9,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
-    appliances, catalog, customers, health, jobs, metrics, register, ui_appliances, ui_services, va,
+    appliances, catalog, customers, health, jobs, metrics, register, tags, ui_appliances,
+    ui_services, va,
 };
 
 /// Where the interactive documentation is served.
@@ -28,7 +29,7 @@ pub const DOCS_PATH: &str = "/docs";
         customers::create, customers::list,
         catalog::publish_version, catalog::list_versions, catalog::toggle_version,
         catalog::publish_service, catalog::list_services, catalog::toggle_service,
-        catalog::create_tag, catalog::list_tags, catalog::assign_tag,
+        tags::create_tag, tags::list_tags, tags::assign_tag,
         register::register,
         va::task_result, va::healthz, va::audit_log, va::service_metrics,
         ui_appliances::list, ui_appliances::image, ui_appliances::delete,

@@ -22,8 +22,8 @@ use crate::credentials::{generate_token, hash_token};
 use crate::register_token::{RegisterTokens, TokenError};
 use crate::store::{Capacity, NewRegistration, Registered};
 
-/// How long an appliance token is valid: 60 days.
-pub const APPLIANCE_TOKEN_LIFETIME_MS: i64 = 60 * 24 * 3600 * 1000;
+/// How long an appliance token is valid: 60 days, as a provisioned one.
+pub const APPLIANCE_TOKEN_LIFETIME_MS: i64 = super::appliances::TOKEN_LIFETIME_MS;
 
 /// What registration hands out besides the identity.
 #[derive(Debug, Clone)]

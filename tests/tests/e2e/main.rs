@@ -6,3 +6,4 @@ mod jobs;
 mod rest_auth;
 mod rest_flow;
 mod rest_inputs;
+mod rest_refusals;
