@@ -16,6 +16,16 @@ use serde_json::{Map, Value};
 
 use crate::model::ServiceStatus;
 
+/// The keys of updateApplianceConfig's body that are appliance settings
+/// (recorded when the task succeeds); any other key is not recorded.
+pub const APPLIANCE_SETTINGS: [&str; 5] = [
+    "scheduleUpdateDay",
+    "scheduleUpdateTime",
+    "timeZone",
+    "hostname",
+    "certificate",
+];
+
 /// One change to apply to the appliance of a finished task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -120,7 +130,18 @@ pub fn decide(
                 .and_then(|s| serde_json::from_value(s.clone()).ok()),
         },
         JobDocument::UpdateApplianceConfig { body } => {
-            Effect::ApplianceConfigured { body: body.clone() }
+            // Only the appliance settings are recorded: the same task type
+            // also carries secrets (a renewed applianceToken), which must
+            // never land in the settings in clear.
+            let body: Map<String, Value> = body
+                .iter()
+                .filter(|(key, _)| APPLIANCE_SETTINGS.contains(&key.as_str()))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
+            if body.is_empty() {
+                return Vec::new();
+            }
+            Effect::ApplianceConfigured { body }
         }
         JobDocument::Unregister {} => Effect::Unregistered,
         JobDocument::UpgradeAppliance { target_version, .. } => {
@@ -262,11 +283,17 @@ mod tests {
             }]
         );
         let body = object(json!({"timeZone": "UTC"}));
-        let config = JobDocument::UpdateApplianceConfig { body: body.clone() };
+        let config = JobDocument::UpdateApplianceConfig {
+            body: object(json!({"timeZone": "UTC", "applianceToken": "secret"})),
+        };
         assert_eq!(
             decide(&config, ok, None),
             vec![Effect::ApplianceConfigured { body }]
         );
+        let only_secret = JobDocument::UpdateApplianceConfig {
+            body: object(json!({"applianceToken": "secret"})),
+        };
+        assert!(decide(&only_secret, ok, None).is_empty());
     }
 
     #[test]
