@@ -92,3 +92,32 @@ pub fn trim_trailing_slash(mut request: Request) -> Request {
     }
     request
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+
+    use super::*;
+
+    fn path_after(uri: &str) -> String {
+        let request = Request::builder()
+            .uri(uri)
+            .body(Body::empty())
+            .expect("request");
+        trim_trailing_slash(request).uri().to_string()
+    }
+
+    #[test]
+    fn trailing_slashes_are_trimmed_except_under_the_docs() {
+        assert_eq!(path_after("/ui/appliances/"), "/ui/appliances");
+        assert_eq!(
+            path_after("/ui/appliances//?limit=5"),
+            "/ui/appliances?limit=5"
+        );
+        assert_eq!(path_after("/ui/appliances"), "/ui/appliances");
+        assert_eq!(path_after("/"), "/");
+        assert_eq!(path_after("/docs/"), "/docs/");
+        assert_eq!(path_after("/docs/index.css"), "/docs/index.css");
+        assert_eq!(path_after("/docs"), "/docs");
+    }
+}

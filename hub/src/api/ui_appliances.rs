@@ -126,6 +126,10 @@ async fn list(
     ))
 }
 
+/// A register token this close to its expiry is replaced by the image
+/// endpoint: one day.
+const RENEW_BEFORE_MS: i64 = 24 * 3600 * 1000;
+
 /// `GET /ui/appliances/image/` answer: the firmware image to deploy new
 /// appliances with, and the register token they register with.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -151,7 +155,9 @@ async fn image(
     // a day), as the original did.
     let stored = state.store.register_token(customer.0).await?;
     let (registration_token, expires_at) = match stored {
-        Some((token, expires_at)) if expires_at > now + 24 * 3600 * 1000 => (token, expires_at),
+        Some((token, expires_at)) if expires_at > now.saturating_add(RENEW_BEFORE_MS) => {
+            (token, expires_at)
+        }
         _ => {
             let (token, expires_at) = state.registration.tokens.issue(customer.0, now);
             state
