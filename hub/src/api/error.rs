@@ -25,6 +25,8 @@ pub enum ApiError {
     Unauthorized(&'static str),
     /// 404: no such resource (or not the caller's).
     NotFound(&'static str),
+    /// 405: the path exists, not with this method.
+    MethodNotAllowed,
     /// 409: the resource's state forbids it.
     Conflict(String),
     /// 413: the body is too large.
@@ -66,6 +68,11 @@ impl IntoResponse for ApiError {
             }
             Self::Unauthorized(cause) => (StatusCode::UNAUTHORIZED, "unauthorized", *cause),
             Self::NotFound(what) => (StatusCode::NOT_FOUND, "not found", *what),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+                "see /openapi.json for the methods of this path",
+            ),
             Self::Conflict(cause) => (StatusCode::CONFLICT, "conflict", cause.as_str()),
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ui_services::router())
         .merge(metrics::router())
         .fallback(|| async { error::ApiError::NotFound("no such endpoint") })
+        .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
         .merge(openapi::router())

@@ -141,6 +141,10 @@ async fn openapi_documents_every_endpoint_and_docs_serve_the_ui() -> anyhow::Res
     ] {
         assert!(schemas[schema].is_object(), "schema {schema} missing");
     }
+    let (status, body) = hub.call(Method::PUT, "/ui/appliances/", None, None).await?;
+    assert_eq!((status, &body["status"]), (405, &json!(405)), "{body}");
+    let (status, body) = hub.call(Method::GET, "/nowhere", None, None).await?;
+    assert_eq!((status, &body["status"]), (404, &json!(404)), "{body}");
     let metrics = hub.request_as(Method::GET, "/metrics", None).send().await?;
     assert_eq!(metrics.status().as_u16(), 200);
     let text = metrics.text().await?;
