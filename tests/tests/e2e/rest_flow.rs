@@ -333,3 +333,120 @@ async fn finished_tasks_change_the_appliance_the_frontend_sees() -> anyhow::Resu
     hub.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_and_services_upgrade_to_the_newest_enabled_versions() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = TestHub::start(dir.path()).await?;
+    publish_dns(&hub).await?;
+    let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    for version in ["3.2.0.0", "3.1.4.0"] {
+        let body = json!({"version": version, "displayVersion": version.trim_end_matches(".0"),
+            "firmwarePath": format!("fw/{version}.img"), "firmwareSha256": sha});
+        assert_eq!(hub.post("/api/v1/appliance-versions", &body).await?.0, 201);
+    }
+    let customer = hub.customer("ACME").await?;
+    let registered = register(&hub, &customer).await?;
+    let id = registered["applianceId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut appliance = connect(&hub, &registered).await?;
+
+    // Firmware: the newest enabled version, once; done when it reports it.
+    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    let status = &list["items"][0]["upgradeStatus"];
+    assert_eq!(
+        (&status["latestVersion"], &status["upgradable"]),
+        (&json!("3.2"), &json!(true))
+    );
+    let upgrade = format!("/ui/appliances/{id}/upgrade/");
+    let (code, answer) = ui(&hub, &customer, Method::POST, &upgrade, None).await?;
+    assert_eq!(code, 202, "{answer}");
+    let (code, again) = ui(&hub, &customer, Method::POST, &upgrade, None).await?;
+    assert_eq!(code, 409, "one upgrade at a time: {again}");
+    let task = appliance.notify().await?.params.task;
+    assert_eq!(task.task_id.as_str(), task_id(&answer));
+    match &task.job_document {
+        protocol::JobDocument::UpgradeAppliance {
+            target_version,
+            firmware_sha256,
+            ..
+        } => {
+            assert_eq!(
+                (target_version.as_str(), firmware_sha256.as_str()),
+                ("3.2", sha)
+            );
+        }
+        other => panic!("expected upgradeAppliance, got {other:?}"),
+    }
+    let reply = appliance
+        .update(
+            json!({"taskId": task.task_id, "status": "SUCCEEDED", "result": {"version": "3.2"}}),
+        )
+        .await?;
+    assert_eq!(reply.code, ReplyCode::Ok, "{}", reply.message);
+    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    assert_eq!(list["items"][0]["version"], "3.2");
+    assert_eq!(list["items"][0]["upgradeStatus"]["upgradable"], false);
+    let (code, _) = ui(&hub, &customer, Method::POST, &upgrade, None).await?;
+    assert_eq!(code, 409, "already at the newest");
+
+    // Services: install 1.4.2, then upgrade to the newest enabled one.
+    let (_, answer) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        "/ui/services/dns/install",
+        Some(&json!({"applianceId": id, "version": "1.4.2"})),
+    )
+    .await?;
+    complete(&mut appliance, &task_id(&answer), json!({})).await?;
+    let (code, _) = hub
+        .post("/api/v1/service-versions/dns/1.5.0/disable", &json!({}))
+        .await?;
+    assert_eq!(code, 200);
+    let target = json!({"applianceId": id});
+    let (code, nothing) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        "/ui/services/dns/upgrade",
+        Some(&target),
+    )
+    .await?;
+    assert_eq!(
+        (code, &nothing["taskId"]),
+        (200, &Value::Null),
+        "1.4.2 is the newest enabled: {nothing}"
+    );
+    let (code, _) = hub
+        .post("/api/v1/service-versions/dns/1.5.0/enable", &json!({}))
+        .await?;
+    assert_eq!(code, 200);
+    let (code, answer) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        "/ui/services/dns/upgrade",
+        Some(&target),
+    )
+    .await?;
+    assert_eq!(code, 202, "{answer}");
+    assert_eq!(
+        complete(&mut appliance, &task_id(&answer), json!({})).await?,
+        TaskType::UpgradeService
+    );
+    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    assert_eq!(list["items"][0]["services"][0]["version"], "1.5.0");
+    assert_eq!(list["items"][0]["cpu"]["requested"], 2.0);
+    let (_, versions) = hub
+        .get("/api/v1/service-versions?serviceCode=dns&order=desc")
+        .await?;
+    assert_eq!(
+        (&versions["total"], &versions["items"][0]["version"]),
+        (&json!(2), &json!("1.5.0"))
+    );
+    hub.stop().await;
+    Ok(())
+}
