@@ -332,7 +332,7 @@ pub(crate) fn create_task<'a>(
             customer_id: customer.0,
             appliance_id: appliance,
             document,
-            unless_open: None,
+            unless_open: Vec::new(),
             unregister: false,
             now: state.clock.now(),
         },
@@ -340,9 +340,11 @@ pub(crate) fn create_task<'a>(
 }
 
 impl TaskBuilder<'_> {
-    /// Refuse while a task of this type is open on the appliance.
+    /// Refuse while a task of this type is open on the appliance (checked
+    /// in the transaction that creates the task, so two requests at once
+    /// cannot both pass).
     pub fn unless_open(mut self, task_type: TaskType) -> Self {
-        self.request.unless_open = Some(task_type);
+        self.request.unless_open.push(task_type);
         self
     }
 

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use protocol::document::{ServicePackage, ToggleAction};
-use protocol::{JobDocument, TaskId};
+use protocol::{JobDocument, TaskId, TaskType};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -20,7 +20,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::paging::{PageBody, PageQuery, SortKeys};
 use super::ui_appliances::{owned, owned_live};
-use super::ui_model::{create_task, TaskAccepted};
+use super::ui_model::{create_task, TaskAccepted, TaskBuilder};
 use super::AppState;
 use crate::model::ServiceStatus;
 use crate::store::{ApplianceRecord, ServiceVersionView, TaskView};
@@ -180,6 +180,15 @@ fn check_capacity(
     Ok(())
 }
 
+/// One install, upgrade or uninstall at a time per appliance: capacity is
+/// checked against the installed services, so a second change in flight
+/// could overcommit the appliance.
+fn one_package_change(task: TaskBuilder<'_>) -> TaskBuilder<'_> {
+    task.unless_open(TaskType::InstallService)
+        .unless_open(TaskType::UpgradeService)
+        .unless_open(TaskType::UninstallService)
+}
+
 #[utoipa::path(post, path = "/ui/services/{code}/install", tag = "frontend",
     params(("code" = String, Path, description = "service code")),
     request_body = ServiceTarget, security(("apiKey" = [])),
@@ -187,7 +196,8 @@ fn check_capacity(
         (status = 200, description = "already installed: nothing to do", body = TaskAccepted),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "not enough cpu or memory")))]
+        (status = 409, body = ErrorBody,
+            description = "not enough cpu or memory, or another package change is open")))]
 async fn install(
     customer: Customer,
     State(state): State<AppState>,
@@ -208,9 +218,14 @@ async fn install(
     }
     check_capacity(&record, &wanted, None)?;
     let document = JobDocument::InstallService(document_package(&wanted));
-    let task = create_task(&state, &customer, record.appliance_id, document)
-        .send()
-        .await?;
+    let task = one_package_change(create_task(
+        &state,
+        &customer,
+        record.appliance_id,
+        document,
+    ))
+    .send()
+    .await?;
     Ok((StatusCode::ACCEPTED, ApiJson(task)))
 }
 
@@ -263,9 +278,14 @@ async fn upgrade(
     }
     check_capacity(&record, &wanted, Some(&code))?;
     let document = JobDocument::UpgradeService(document_package(&wanted));
-    let task = create_task(&state, &customer, record.appliance_id, document)
-        .send()
-        .await?;
+    let task = one_package_change(create_task(
+        &state,
+        &customer,
+        record.appliance_id,
+        document,
+    ))
+    .send()
+    .await?;
     Ok((StatusCode::ACCEPTED, ApiJson(task)))
 }
 

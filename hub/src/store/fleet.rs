@@ -215,12 +215,15 @@ impl Store {
             if customer_appliance(conn, request.customer_id, appliance)?.is_none() {
                 return Err(StoreError::UnknownAppliances(vec![appliance]));
             }
-            if let Some(task_type) = request.unless_open {
+            if !request.unless_open.is_empty() {
                 let open = open_tasks(conn, appliance)?;
-                if let Some(task) = open.iter().find(|t| t.task_type == task_type) {
+                let busy = open
+                    .iter()
+                    .find(|t| request.unless_open.contains(&t.task_type));
+                if let Some(task) = busy {
                     return Err(StoreError::Conflict(format!(
-                        "a {task_type} task is already open ({})",
-                        task.task_id
+                        "a {} task is already open ({})",
+                        task.task_type, task.task_id
                     )));
                 }
             }

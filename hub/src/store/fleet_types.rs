@@ -273,8 +273,9 @@ pub struct TaskRequest {
     pub appliance_id: ApplianceId,
     /// What to do.
     pub document: JobDocument,
-    /// Refuse (conflict) while a task of this type is open on the appliance.
-    pub unless_open: Option<TaskType>,
+    /// Refuse (conflict) while a task of one of these types is open on the
+    /// appliance.
+    pub unless_open: Vec<TaskType>,
     /// Mark the appliance unregistered (DELETE).
     pub unregister: bool,
     /// Now.

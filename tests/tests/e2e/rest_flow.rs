@@ -122,6 +122,15 @@ async fn a_registered_appliance_installs_a_service_from_the_frontend() -> anyhow
     .await?;
     assert_eq!(status, 202, "{answer}");
     let task = task_id(&answer);
+    let (status, twice) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        "/ui/services/dns/install/",
+        Some(&install),
+    )
+    .await?;
+    assert_eq!(status, 409, "one package change at a time: {twice}");
     let task_type = complete(&mut appliance, &task, json!({})).await?;
     assert_eq!(task_type, TaskType::InstallService);
 

@@ -58,7 +58,7 @@ fn task(customer: CustomerId, appliance: ApplianceId, document: JobDocument) -> 
         customer_id: customer,
         appliance_id: appliance,
         document,
-        unless_open: None,
+        unless_open: Vec::new(),
         unregister: false,
         now: T0,
     }
@@ -155,7 +155,7 @@ async fn a_task_refused_while_one_is_open_writes_nothing() {
     let acme = customer(&f).await;
     let id = registered(&f, acme).await;
     let mut first = task(acme, id, JobDocument::CollectMetrics {});
-    first.unless_open = Some(TaskType::CollectMetrics);
+    first.unless_open = vec![TaskType::CollectMetrics];
     within(f.store.create_task(first.clone()))
         .await
         .expect("first");
