@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Layer;
-use tower_http::normalize_path::NormalizePathLayer;
 
+use crate::api::register::RegistrationSettings;
 use crate::api::{self, AppState};
 use crate::artifacts::logs::LogService;
 use crate::artifacts::{ArtifactService, Links, UrlSigner};
@@ -27,6 +27,7 @@ use crate::jobs::JobService;
 use crate::mqtt::outbox::Outbox;
 use crate::mqtt::throttle::Throttle;
 use crate::mqtt::{dispatch, link, MqttSettings};
+use crate::register_token::RegisterTokens;
 use crate::scheduler;
 use crate::store::{Store, StoreError, StoreOptions};
 
@@ -164,6 +165,7 @@ impl Hub {
             config.max_log_size,
         )
         .map_err(io("opening the log store"))?;
+        let registration = registration_settings(&config, edge.as_ref())?;
         let state = AppState {
             store: store.clone(),
             jobs,
@@ -172,6 +174,7 @@ impl Hub {
             product_key: config.product_key.clone(),
             artifacts: artifacts.clone(),
             logs: logs.clone(),
+            registration: Arc::new(registration),
         };
         serve_http(listener, state, shutdown.clone(), &tracker);
         tracing::info!(%http_addr, "REST API listening");
@@ -246,6 +249,34 @@ impl Hub {
             tracing::error!(%err, "closing the store");
         }
     }
+}
+
+/// What `POST /va/register/` hands out: the register token keys, the
+/// device edge's host and the port its TLS listener actually bound, and
+/// the CA certificate appliances trust.
+fn registration_settings(
+    config: &Config,
+    edge: Option<&EdgeHandle>,
+) -> Result<RegistrationSettings, HubError> {
+    let tokens =
+        RegisterTokens::load_or_create(&config.data_dir, config.register_token_lifetime_ms)
+            .map_err(io("reading the register token secret"))?;
+    let ca_path = config.certs_dir.join("ca.pem");
+    let ca_cert = match std::fs::read_to_string(&ca_path) {
+        Ok(pem) => Some(pem),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => return Err(io(format!("reading {}", ca_path.display()))(err)),
+    };
+    let iot_port = edge
+        .and_then(EdgeHandle::mqtts_addr)
+        .map_or(config.mqtts_addr.port(), |addr| addr.port());
+    Ok(RegistrationSettings {
+        tokens,
+        iot_host: config.public_host.clone(),
+        iot_port,
+        ca_cert,
+        trust_gateway: config.trust_gateway,
+    })
 }
 
 async fn connect_broker(
@@ -351,7 +382,7 @@ fn serve_http(
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) {
-    let app = NormalizePathLayer::trim_trailing_slash().layer(api::router(state));
+    let app = tower::util::MapRequestLayer::new(api::trim_trailing_slash).layer(api::router(state));
     let service = axum::ServiceExt::<Request>::into_make_service(app);
     tracker.spawn(async move {
         let server =

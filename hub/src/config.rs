@@ -103,6 +103,13 @@ pub struct ServeArgs {
     /// How long a signed link stays valid, in seconds [default: 604800, 7 days].
     #[arg(long, env = "HUB_LINK_TTL")]
     pub link_ttl: Option<u64>,
+    /// Honour the `x-customer-id` header set by a trusted gateway in front
+    /// of the hub, in place of the customer's api key [default: off].
+    #[arg(long, env = "HUB_TRUST_GATEWAY", num_args = 0..=1, default_missing_value = "true")]
+    pub trust_gateway: Option<bool>,
+    /// Days a customer's register token stays valid [default: 30].
+    #[arg(long, env = "HUB_REGISTER_TOKEN_DAYS")]
+    pub register_token_days: Option<u32>,
     /// TOML file with any of the settings above (kebab-case keys).
     #[arg(long, env = "HUB_CONFIG")]
     #[serde(skip)]
@@ -138,6 +145,10 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// How appliances authenticate at the device edge.
     pub device_auth: DeviceAuth,
+    /// Whether `x-customer-id` from a trusted gateway identifies customers.
+    pub trust_gateway: bool,
+    /// Lifetime of register tokens, in milliseconds.
+    pub register_token_lifetime_ms: i64,
     /// Base URL of signed links; None: `http://{public_host}:{REST port}`
     /// with the port the REST listener bound.
     pub public_url: Option<String>,
@@ -319,6 +330,16 @@ impl Config {
                 format!("expected 60-{MAX_LINK_TTL_SECS} seconds"),
             ));
         }
+        let register_token_days = first
+            .register_token_days
+            .or(file.register_token_days)
+            .unwrap_or(30);
+        if !(1..=3650).contains(&register_token_days) {
+            return Err(invalid(
+                "register-token-days",
+                format!("{register_token_days} is not 1-3650"),
+            ));
+        }
         let admin_token = admin_token.filter(|t| !t.is_empty());
         if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(invalid(
@@ -358,6 +379,8 @@ impl Config {
             max_artifact_size,
             max_log_size,
             link_ttl_secs,
+            trust_gateway: first.trust_gateway.or(file.trust_gateway).unwrap_or(false),
+            register_token_lifetime_ms: i64::from(register_token_days) * 24 * 3600 * 1000,
         })
     }
 }
@@ -440,6 +463,8 @@ mod tests {
         assert_eq!(config.max_artifact_size, 2 << 30);
         assert_eq!(config.max_log_size, 256 << 20);
         assert_eq!(config.link_ttl_secs, 7 * 24 * 3600);
+        assert!(!config.trust_gateway);
+        assert_eq!(config.register_token_lifetime_ms, 30 * 24 * 3600 * 1000);
     }
 
     #[test]
@@ -502,6 +527,20 @@ mod tests {
                 "{ttl}"
             );
         }
+    }
+
+    #[test]
+    fn gateway_trust_and_token_lifetime_are_settings() {
+        let file: ServeArgs =
+            toml::from_str("trust-gateway = true\nregister-token-days = 7").expect("toml");
+        let config = Config::merge(ServeArgs::default(), file, None).expect("valid");
+        assert!(config.trust_gateway);
+        assert_eq!(config.register_token_lifetime_ms, 7 * 24 * 3600 * 1000);
+        let zero = ServeArgs {
+            register_token_days: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(Config::merge(zero, ServeArgs::default(), None).is_err());
     }
 
     #[test]

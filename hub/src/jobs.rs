@@ -9,7 +9,9 @@ use crate::clock::SharedClock;
 use crate::model::{CustomerId, JobId};
 use crate::mqtt::outbox::Outbox;
 use crate::scheduler::SchedulerHandle;
-use crate::store::{downloads, NewJob, Store, StoreError, UPLOAD_PATH_PLACEHOLDER};
+use crate::store::{
+    downloads, NewJob, Store, StoreError, TaskCreated, TaskRequest, UPLOAD_PATH_PLACEHOLDER,
+};
 
 /// Most appliances one job may target by id.
 pub const MAX_TARGETS: usize = 100_000;
@@ -139,6 +141,19 @@ impl JobService {
             .await?;
         self.scheduler.wake();
         Ok(job_id)
+    }
+
+    /// Creates a customer's task for one of its appliances (a one-target
+    /// job) with the checks of [`TaskRequest`], and wakes the scheduler.
+    /// Returns the job and the execution's task id.
+    pub async fn create_task(&self, request: TaskRequest) -> Result<TaskCreated, JobError> {
+        request.document.validate()?;
+        if request.document.task_type() == TaskType::Heartbeat {
+            return Err(JobError::HeartbeatNotQueueable);
+        }
+        let created = self.store.create_task(request).await?;
+        self.scheduler.wake();
+        Ok(created)
     }
 
     /// Cancels a job: QUEUED and SENT executions (and IN_PROGRESS ones with

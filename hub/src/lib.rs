@@ -9,7 +9,8 @@
 //! - [`edge`]: appliance authentication and presence for the device edge.
 //! - [`jobs`], [`scheduler`]: creating, releasing and canceling jobs.
 //! - [`artifacts`]: the artifact store, signed links, log uploads.
-//! - [`api`]: the REST API.
+//! - [`api`]: the REST API; [`register_token`]: the JWTs appliances
+//!   register with.
 //! - [`config`], [`app`]: settings and the assembly of a running hub.
 
 pub mod api;
@@ -24,5 +25,6 @@ pub mod engine;
 pub mod jobs;
 pub mod model;
 pub mod mqtt;
+pub mod register_token;
 pub mod scheduler;
 pub mod store;

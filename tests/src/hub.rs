@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use hub::app::Hub;
-use hub::clock::{SharedClock, SystemClock};
+use hub::clock::{ManualClock, SharedClock, SystemClock};
 use hub::config::{Config, ServeArgs};
 use protocol::ApplianceId;
 use serde_json::{json, Value};
@@ -16,12 +16,25 @@ use crate::appliance::{Identity, TestAppliance};
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// How [`TestHub::start_with`] differs from [`TestHub::start`].
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 pub struct HubOptions {
     /// Settings over the test defaults (port 0, the test's data directory).
     pub args: ServeArgs,
-    /// The hub's clock; the system clock when None.
-    pub clock: Option<SharedClock>,
+    /// A clock the test moves; the system clock when None.
+    pub clock: Option<ManualClock>,
+    /// `--trust-gateway`.
+    pub trust_gateway: bool,
+}
+/// A customer created through the operators' API.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestCustomer {
+    /// Its id.
+    pub customer_id: String,
+    /// Its api key.
+    pub api_key: String,
+    /// Its register token.
+    pub registration_token: String,
 }
 
 /// A running hub and a REST client for it.
@@ -36,23 +49,7 @@ pub struct TestHub {
 impl TestHub {
     /// Starts a hub whose data lives in `data_dir`.
     pub async fn start(data_dir: &Path) -> anyhow::Result<Self> {
-        crate::init_logging();
-        let args = ServeArgs {
-            http_addr: Some("127.0.0.1:0".parse()?),
-            mqtts_addr: Some("127.0.0.1:0".parse()?),
-            data_dir: Some(data_dir.to_owned()),
-            certs_dir: Some(data_dir.join("certs")),
-            ..ServeArgs::default()
-        };
-        let config = Config::merge(args, ServeArgs::default(), Some(ADMIN_TOKEN.into()))?;
-        let hub = Hub::start(config, Arc::new(SystemClock)).await?;
-        let base = format!("http://{}", hub.http_addr());
-        Ok(Self {
-            hub,
-            certs_dir: data_dir.join("certs"),
-            base,
-            http: reqwest::Client::new(),
-        })
+        Self::start_with(data_dir, HubOptions::default()).await
     }
 
     /// Starts a hub whose data lives in `data_dir`, with settings of
@@ -64,10 +61,14 @@ impl TestHub {
             mqtts_addr: Some("127.0.0.1:0".parse()?),
             data_dir: Some(data_dir.to_owned()),
             certs_dir: Some(data_dir.join("certs")),
+            trust_gateway: Some(options.trust_gateway),
             ..ServeArgs::default()
         };
         let config = Config::merge(options.args, defaults, Some(ADMIN_TOKEN.into()))?;
-        let clock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let clock: SharedClock = match options.clock {
+            Some(clock) => Arc::new(clock),
+            None => Arc::new(SystemClock),
+        };
         let hub = Hub::start(config, clock).await?;
         let base = format!("http://{}", hub.http_addr());
         Ok(Self {
@@ -114,6 +115,57 @@ impl TestHub {
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
         let response = self.request(reqwest::Method::GET, path).send().await?;
         Ok((response.status().as_u16(), response.json().await?))
+    }
+
+    /// A request with `token` as bearer (none when None).
+    pub fn request_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends `method path` with `token` and an optional JSON body; returns
+    /// the status and the body (JSON, or a string when it is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.request_as(method, path, token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, body))
+    }
+
+    /// Creates a customer.
+    pub async fn customer(&self, name: &str) -> anyhow::Result<TestCustomer> {
+        let (status, body) = self
+            .post("/api/v1/customers", &json!({"name": name}))
+            .await?;
+        if status != 201 {
+            bail!("customer creation answered {status}: {body}");
+        }
+        Ok(serde_json::from_value(body)?)
+    }
+
+    /// A digest of the whole database, to check that a refused request
+    /// changed nothing.
+    pub async fn fingerprint(&self) -> anyhow::Result<String> {
+        Ok(self.hub.store().fingerprint().await?)
     }
 
     /// Provisions `count` appliance identities.

@@ -28,6 +28,8 @@ pub enum ApiError {
     Forbidden(String),
     /// 404: no such resource (or not the caller's).
     NotFound(&'static str),
+    /// 405: the path exists, not with this method.
+    MethodNotAllowed,
     /// 409: the resource's state forbids it.
     Conflict(String),
     /// 413: the body is too large.
@@ -48,11 +50,15 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    status: u16,
-    message: &'a str,
-    cause: &'a str,
+/// The body of every error answer.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The HTTP status, repeated.
+    pub status: u16,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The detail: a field, a parser's words, the state that forbids it.
+    pub cause: String,
 }
 
 impl ApiError {
@@ -74,6 +80,11 @@ impl IntoResponse for ApiError {
             Self::Unauthorized(cause) => (StatusCode::UNAUTHORIZED, "unauthorized", *cause),
             Self::Forbidden(cause) => (StatusCode::FORBIDDEN, "forbidden", cause.as_str()),
             Self::NotFound(what) => (StatusCode::NOT_FOUND, "not found", *what),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+                "see /openapi.json for the methods of this path",
+            ),
             Self::Conflict(cause) => (StatusCode::CONFLICT, "conflict", cause.as_str()),
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -106,8 +117,8 @@ impl IntoResponse for ApiError {
         };
         let body = ErrorBody {
             status: status.as_u16(),
-            message,
-            cause,
+            message: message.to_owned(),
+            cause: cause.to_owned(),
         };
         let mut response = (status, Json(body)).into_response();
         if let Self::RangeNotSatisfiable { size, .. } = &self {
@@ -122,7 +133,10 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Busy | StoreError::Closed => Self::Unavailable,
+            StoreError::Busy | StoreError::Closed | StoreError::Overloaded => Self::Unavailable,
+            StoreError::Conflict(cause) => Self::Conflict(cause),
+            StoreError::UnknownCustomer(_) => Self::NotFound("unknown customer"),
+            StoreError::UnknownAppliances(_) => Self::NotFound("unknown appliance"),
             other => Self::Internal(other.to_string()),
         }
     }

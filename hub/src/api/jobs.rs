@@ -1,5 +1,6 @@
 //! `/api/v1/jobs`: create a job, read its summary and its executions, and
-//! cancel it.
+//! cancel it. Operators (admin token) act on any appliance; a customer
+//! (its api key) on its own appliances and jobs only.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,8 +10,9 @@ use protocol::{ApplianceId, ExecutionStatus, JobDocument, TaskType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::ApiError;
-use super::extract::{Admin, ApiJson, ApiPath, ApiQuery};
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::jobs::{CreateJob, JobError};
 use crate::model::JobId;
@@ -29,36 +31,43 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `POST /api/v1/jobs` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateJobRequest {
     /// One of the protocol's task types.
     pub task_type: String,
     /// The job document's fields (`taskType` may be repeated or omitted).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub document: Option<serde_json::Map<String, Value>>,
     /// Where to run it.
     pub targets: Targets,
 }
 
 /// Targets of a job.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Targets {
     /// Appliances by id.
+    #[schema(value_type = Vec<String>)]
     pub appliance_ids: Vec<ApplianceId>,
 }
 
 /// `POST /api/v1/jobs` answer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobCreatedResponse {
     /// The new job.
+    #[schema(value_type = String)]
     pub job_id: JobId,
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "operators",
+    request_body = CreateJobRequest, security(("admin" = []), ("apiKey" = [])),
+    responses((status = 201, body = JobCreatedResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
 async fn create(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateJobRequest>,
 ) -> Result<(StatusCode, ApiJson<JobCreatedResponse>), ApiError> {
@@ -66,7 +75,7 @@ async fn create(
     let job_id = state
         .jobs
         .create(CreateJob {
-            customer_id: None,
+            customer_id: caller.customer(),
             document,
             targets: request.targets.appliance_ids,
         })
@@ -122,20 +131,33 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
         .map_err(|_| ApiError::bad_request("invalid job id", "expected a UUID"))
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "operators",
+    params(("id" = String, Path)), security(("admin" = []), ("apiKey" = [])),
+    responses((status = 200, body = JobSummary), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn summary(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<JobSummary>, ApiError> {
     let job_id = job_id(&id)?;
-    let summary = state.store.job_summary(job_id).await?;
-    summary
-        .map(ApiJson)
+    visible(&state, &caller, job_id).await.map(ApiJson)
+}
+
+/// The job's summary, when the caller may see it (a customer sees its own
+/// jobs only; another's is a 404).
+async fn visible(state: &AppState, caller: &Caller, job_id: JobId) -> Result<JobSummary, ApiError> {
+    state
+        .store
+        .job_summary(job_id)
+        .await?
+        .filter(|summary| caller.may_see(summary.customer_id))
         .ok_or(ApiError::NotFound("unknown job"))
 }
 
 /// Paging and filter of the executions list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionsQuery {
     /// Rows to skip.
@@ -148,7 +170,7 @@ pub struct ExecutionsQuery {
 }
 
 /// One page of executions.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionsPage {
     /// Executions matching the filter, in all pages.
@@ -161,13 +183,18 @@ pub struct ExecutionsPage {
     pub items: Vec<ExecutionView>,
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/executions", tag = "operators",
+    params(("id" = String, Path), ExecutionsQuery), security(("admin" = []), ("apiKey" = [])),
+    responses((status = 200, body = ExecutionsPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn executions(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ExecutionsQuery>,
 ) -> Result<ApiJson<ExecutionsPage>, ApiError> {
     let job_id = job_id(&id)?;
+    visible(&state, &caller, job_id).await?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request("invalid limit", "expected 1-1000"));
@@ -191,7 +218,8 @@ async fn executions(
 }
 
 /// Cancel options.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CancelQuery {
     /// Also end IN_PROGRESS executions.
@@ -199,13 +227,18 @@ pub struct CancelQuery {
     pub force: bool,
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "operators",
+    params(("id" = String, Path), CancelQuery), security(("admin" = []), ("apiKey" = [])),
+    responses((status = 200, body = JobSummary), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn cancel(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<CancelQuery>,
 ) -> Result<ApiJson<JobSummary>, ApiError> {
     let job_id = job_id(&id)?;
+    visible(&state, &caller, job_id).await?;
     state
         .jobs
         .cancel(job_id, query.force)

@@ -210,7 +210,8 @@ pub(crate) fn record_update(
         Err(rejection) => Ok(UpdateResult::Rejected(rejection)),
         Ok(UpdateOutcome::Duplicate { reply }) => Ok(UpdateResult::Duplicate(reply)),
         Ok(UpdateOutcome::Applied { state, reply }) => {
-            save(conn, record.rowid, record.state.status, &state)?;
+            // With the task's domain effects, when it SUCCEEDED.
+            super::effects::save_transition(conn, &record, &state, now)?;
             ctx.moved(record.job_id, Some(record.state.status), state.status, now);
             Ok(UpdateResult::Accepted(reply))
         }

@@ -30,9 +30,14 @@
 
 mod appliances;
 mod artifacts;
+mod catalog;
 mod checkpoint;
+mod customers;
+mod effects;
 mod error;
 mod executions;
+mod fleet;
+mod fleet_types;
 mod jobs;
 mod links;
 mod logs;
@@ -40,6 +45,7 @@ mod outbox;
 mod readers;
 mod row;
 mod schema;
+mod telemetry;
 mod types;
 mod writer;
 
@@ -58,9 +64,16 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 pub use artifacts::{Artifact, ArtifactQuery, ArtifactSort};
+pub use catalog::{NewApplianceVersion, NewServiceVersion};
 pub use error::StoreError;
+pub use fleet_types::{
+    ApplianceFilter, ApplianceRecord, ApplianceVersionView, AuditEntry, Capacity, CustomerView,
+    InstalledService, NewCustomer, NewRegistration, OpenTask, Paging, Registered,
+    ServiceVersionView, TagView, TaskCreated, TaskRequest, TaskView,
+};
 pub use links::{downloads, TaskLinks, UPLOAD_PATH_PLACEHOLDER};
 pub use logs::{accepts_upload, LogRecorded, LogTask, LogUpload};
+pub use telemetry::{MAX_SAMPLES, RETENTION_MS};
 pub use types::{
     ApplianceCredentials, ExecutionView, JobCreated, JobSummary, NewJob, OutboxMessage, Page,
     StoreStats, UpdateResult,

@@ -13,7 +13,7 @@ use protocol::{ExecutionStatus, MessageKind, TaskType};
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::{StoreError, StoreOptions};
-use crate::model::{ApplianceStatus, JobStatus};
+use crate::model::{ApplianceStatus, JobStatus, ServiceStatus};
 
 struct Migration {
     version: i64,
@@ -26,6 +26,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "001_initial",
         sql: include_str!("migrations/001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "002_rest_surface",
+        sql: include_str!("migrations/002_rest_surface.sql"),
     },
     Migration {
         version: 3,
@@ -113,6 +118,10 @@ fn value_lists() -> Vec<(&'static str, Vec<&'static str>)> {
         (
             "TASK_TYPES",
             TaskType::ALL.iter().map(|t| t.as_str()).collect(),
+        ),
+        (
+            "SERVICE_STATUSES",
+            ServiceStatus::ALL.iter().map(|s| s.as_str()).collect(),
         ),
         (
             "OUTBOX_KINDS",

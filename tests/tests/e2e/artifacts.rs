@@ -2,8 +2,6 @@
 //! signed downloads resumed over Range requests, bad links and ranges,
 //! the jobFile of tasks, and a 1 GiB download with flat memory.
 
-use std::sync::Arc;
-
 use hub::artifacts::Sha256Digest;
 use hub::clock::{Clock, ManualClock, SystemClock};
 use hub::config::{ByteSize, ServeArgs};
@@ -33,7 +31,7 @@ fn options(args: ServeArgs) -> HubOptions {
             public_host: Some("127.0.0.1".into()),
             ..args
         },
-        clock: None,
+        ..HubOptions::default()
     }
 }
 
@@ -208,7 +206,7 @@ async fn tampered_expired_and_unsatisfiable_requests_get_their_status() -> anyho
     let dir = tempfile::tempdir()?;
     let clock = ManualClock::new(SystemClock.now());
     let mut options = options(ServeArgs::default());
-    options.clock = Some(Arc::new(clock.clone()));
+    options.clock = Some(clock.clone());
     let hub = TestHub::start_with(dir.path(), options).await?;
     let bytes = payload(1000, 3);
     let (_, artifact) = upload(&hub, "pkg.tar", bytes, None).await?;

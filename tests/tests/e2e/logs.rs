@@ -59,7 +59,14 @@ async fn a_log_is_requested_uploaded_replaced_and_downloaded() -> anyhow::Result
         max_log_size: Some(ByteSize(64 * 1024)),
         ..ServeArgs::default()
     };
-    let hub = TestHub::start_with(dir.path(), HubOptions { args, clock: None }).await?;
+    let hub = TestHub::start_with(
+        dir.path(),
+        HubOptions {
+            args,
+            ..HubOptions::default()
+        },
+    )
+    .await?;
     let logs = hub.hub().logs();
     let ids = hub.provision(1).await?;
     let mut appliance = hub.connect_internal(ids[0].appliance_id).await?;

@@ -5,3 +5,7 @@ mod artifacts;
 mod edge;
 mod jobs;
 mod logs;
+mod rest_auth;
+mod rest_flow;
+mod rest_inputs;
+mod rest_refusals;

@@ -1,9 +1,11 @@
 //! Store tests on temp-dir databases. Helpers here; one module per feature:
 //! `flow` (jobs and device updates end to end), `writer` (group commit,
 //! overload, close and reopen, corrupt rows), `artifacts` (catalogue, task
-//! links, log uploads).
+//! links, log uploads), `fleet` (the REST surface's registration, tasks,
+//! effects and metrics).
 
 mod artifacts;
+mod fleet;
 mod flow;
 mod writer;
 
