@@ -5,13 +5,23 @@
 //!
 //! Used by the start-up probe of [`crate::EmbeddedBroker`] and by the edge,
 //! which opens one such connection per appliance.
+//!
+//! Closing after DISCONNECT: let rumqttd close first ([`wait_closed`]).
+//! rumqttd frees a connection's id when its router handles the DISCONNECT
+//! and may give it at once to a new connection; if the client's socket
+//! closes before rumqttd's link noticed, that link reports a second
+//! disconnect for the id, which kills the *new* connection before its
+//! CONNACK and leaves rumqttd's listener one reconnect away from a panic
+//! that breaks it for good (measured with 4 listeners and parallel tests).
 
 use std::io;
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{ConnAck, Connect, Packet};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Why a loopback connection could not be opened.
@@ -70,4 +80,18 @@ pub(crate) async fn open(
             return Err(UpstreamError::Closed);
         }
     }
+}
+
+/// Reads and discards until the broker closes the connection (or `limit`
+/// passes): after a DISCONNECT, the broker must be the one to close.
+pub(crate) async fn wait_closed<R: AsyncRead + Unpin>(reader: &mut R, limit: Duration) {
+    let drain = async {
+        let mut scratch = [0u8; 512];
+        while let Ok(read) = reader.read(&mut scratch).await {
+            if read == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(limit, drain).await;
 }

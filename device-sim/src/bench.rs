@@ -93,7 +93,18 @@ pub async fn job(
     let progress = Progress::start(fleet.stats().clone(), size, args.json);
     let connected = all_subscribed(fleet.stats(), size, timeout).await;
     let outcome = if connected {
-        run_job(&fleet, &hub, &document, &targets, timeout).await
+        let outcome = run_job(&fleet, &hub, &document, &targets, timeout).await;
+        if let Ok(run) = &outcome {
+            // The hub counts an execution once committed and replies after
+            // that: give the last replies a moment to reach the devices.
+            let expected = run.summary.count(ExecutionStatus::Succeeded);
+            let stats = fleet.stats();
+            let grace = Instant::now() + Duration::from_secs(5);
+            while stats.get(Counter::Succeeded) < expected && Instant::now() < grace {
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        outcome
     } else {
         Err(anyhow::anyhow!(
             "not every appliance subscribed within {timeout:?}"
@@ -101,7 +112,7 @@ pub async fn job(
     };
     progress.finish().await;
     let stats = fleet.stop().await;
-    let (job_id, summary, took) = outcome?;
+    let run = outcome?;
     let mut report = Report::new(
         "bench job",
         seed,
@@ -110,38 +121,49 @@ pub async fn job(
         &stats,
     );
     let since = stats.since_reference_percentiles();
-    let all = summary.count(ExecutionStatus::Succeeded) == size as u64;
-    report.figure("jobId", job_id);
+    let all = run.summary.count(ExecutionStatus::Succeeded) == size as u64;
+    report.figure("jobId", run.job_id);
+    report.figure("finished", run.finished);
     report.figure("allSucceeded", all);
-    report.figure("timeToAllSucceededMs", took.as_millis() as u64);
+    report.figure("timeToAllSucceededMs", run.took.as_millis() as u64);
     report.figure("jobCreatedToSucceededMs", serde_json::to_value(since)?);
-    report.figure("jobCounts", serde_json::to_value(&summary.counts)?);
+    report.figure("jobCounts", serde_json::to_value(&run.summary.counts)?);
     report.figure("reportedSucceeded", stats.get(Counter::Succeeded));
     Ok(report)
 }
 
-/// Creates the job and polls its summary until every execution is terminal.
+/// What became of the benchmark's job.
+struct JobRun {
+    job_id: String,
+    summary: JobSummary,
+    took: Duration,
+    /// False when `timeout` passed before every execution was terminal.
+    finished: bool,
+}
+
+/// Creates the job and polls its summary until every execution is
+/// terminal or `timeout` passes (the report says which).
 async fn run_job(
     fleet: &Fleet,
     hub: &crate::hub_api::HubApi,
     document: &JobDocument,
     targets: &[protocol::ApplianceId],
     timeout: Duration,
-) -> anyhow::Result<(String, JobSummary, Duration)> {
+) -> anyhow::Result<JobRun> {
     let created = Instant::now();
     fleet.stats().set_reference(created);
     let job_id = hub.create_job(document, targets).await?;
     let deadline = created + timeout;
     loop {
         let summary = hub.job(&job_id).await?;
-        if summary.terminal() >= targets.len() as u64 {
-            return Ok((job_id, summary, created.elapsed()));
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "job {job_id} not finished after {timeout:?}: {:?}",
-                summary.counts
-            );
+        let finished = summary.terminal() >= targets.len() as u64;
+        if finished || Instant::now() >= deadline {
+            return Ok(JobRun {
+                job_id,
+                summary,
+                took: created.elapsed(),
+                finished,
+            });
         }
         tokio::time::sleep(JOB_POLL).await;
     }

@@ -41,6 +41,7 @@ pub async fn prepare(args: &FleetArgs) -> anyhow::Result<Prepared> {
     let http = http_client(broker.tls.as_deref())?;
     let hub = HubApi::new(http, &args.hub_url, args.admin_token.clone())?;
     let identities = identities(args, &hub).await?;
+    check_open_files(identities.len())?;
     let config = FleetConfig {
         broker,
         hub,
@@ -87,6 +88,31 @@ async fn identities(args: &FleetArgs, hub: &HubApi) -> anyhow::Result<Vec<Identi
         identities.save(path)?;
     }
     Ok(identities.appliances)
+}
+
+/// Sockets beyond the appliances' own: HTTP, stdio, the runtime.
+const SPARE_FILES: u64 = 64;
+
+/// Refuses to start a fleet that cannot open a socket per appliance
+/// (Linux; elsewhere it is not checked).
+fn check_open_files(appliances: usize) -> anyhow::Result<()> {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return Ok(());
+    };
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse::<u64>().ok());
+    match soft {
+        Some(limit) if limit < appliances as u64 + SPARE_FILES => bail!(
+            "{appliances} appliances need about {} open files, the limit is {limit}: \
+             raise it first (ulimit -n {})",
+            appliances as u64 + SPARE_FILES,
+            appliances as u64 + 1024
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// `device-sim run`: the fleet until Ctrl-C or --duration, then the report.

@@ -14,9 +14,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Layer;
-use tower_http::normalize_path::NormalizePathLayer;
 
+use crate::api::register::RegistrationSettings;
 use crate::api::{self, AppState};
+use crate::artifacts::logs::LogService;
+use crate::artifacts::{ArtifactService, Links, UrlSigner};
 use crate::clock::SharedClock;
 use crate::config::{Config, DeviceAuth};
 use crate::credentials::AdminToken;
@@ -25,6 +27,7 @@ use crate::jobs::JobService;
 use crate::mqtt::outbox::Outbox;
 use crate::mqtt::throttle::Throttle;
 use crate::mqtt::{dispatch, link, MqttSettings};
+use crate::register_token::RegisterTokens;
 use crate::scheduler::{self, SchedulerConfig, SchedulerHandle};
 use crate::store::{Store, StoreError, StoreOptions};
 
@@ -64,6 +67,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HubError {
 /// A running hub.
 pub struct Hub {
     http_addr: SocketAddr,
+    artifacts: ArtifactService,
+    logs: LogService,
     broker: Option<EmbeddedBroker>,
     edge: Option<EdgeHandle>,
     new_admin_token: Option<String>,
@@ -79,12 +84,30 @@ impl Hub {
     pub async fn start(config: Config, clock: SharedClock) -> Result<Self, HubError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(io(format!("creating {}", config.data_dir.display())))?;
-        let store = Store::open(
+        // Bound first: links carry the public URL, whose default port is
+        // the one bound.
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(io(format!("binding REST listener {}", config.http_addr)))?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(io("reading the REST address"))?;
+        let signer = Arc::new(
+            UrlSigner::load_or_create(
+                &config.data_dir,
+                &public_url(&config, http_addr),
+                config.link_ttl_secs,
+                clock.clone(),
+            )
+            .map_err(io("reading the link signing key"))?,
+        );
+        let store = Store::open_with_links(
             &config.data_dir.join("hub.db"),
             StoreOptions {
                 synchronous: config.synchronous,
                 ..StoreOptions::default()
             },
+            Some(Arc::new(Links(Arc::clone(&signer)))),
         )?;
         let (admin_token, new_admin_token) = match &config.admin_token {
             Some(secret) => (AdminToken::from_secret(secret), None),
@@ -130,17 +153,41 @@ impl Hub {
             tracker.clone(),
         ));
 
+        let jobs = JobService::new(store.clone(), outbox, scheduler.clone(), clock.clone());
+        let artifacts = ArtifactService::open(
+            &config.data_dir,
+            store.clone(),
+            Arc::clone(&signer),
+            clock.clone(),
+            config.max_artifact_size,
+        )
+        .map_err(io("opening the artifact store"))?;
+        let logs = LogService::open(
+            &config.data_dir,
+            store.clone(),
+            jobs.clone(),
+            signer,
+            clock.clone(),
+            config.max_log_size,
+        )
+        .map_err(io("opening the log store"))?;
+        let registration = registration_settings(&config, edge.as_ref())?;
         let state = AppState {
             store: store.clone(),
-            jobs: JobService::new(store.clone(), outbox, scheduler.clone(), clock.clone()),
+            jobs,
             admin_token,
             clock,
             product_key: config.product_key.clone(),
+            artifacts: artifacts.clone(),
+            logs: logs.clone(),
+            registration: Arc::new(registration),
         };
-        let http_addr = serve_http(&config, state, shutdown.clone(), &tracker).await?;
+        serve_http(listener, state, shutdown.clone(), &tracker);
         tracing::info!(%http_addr, "REST API listening");
         Ok(Self {
             http_addr,
+            artifacts,
+            logs,
             broker,
             edge,
             new_admin_token,
@@ -192,6 +239,16 @@ impl Hub {
         &self.scheduler
     }
 
+    /// The artifact store (signs links too).
+    pub fn artifacts(&self) -> &ArtifactService {
+        &self.artifacts
+    }
+
+    /// Log collection.
+    pub fn logs(&self) -> &LogService {
+        &self.logs
+    }
+
     /// Stops accepting, waits for every task, and drains the writer.
     pub async fn shutdown(self) {
         if let Some(edge) = self.edge {
@@ -204,6 +261,35 @@ impl Hub {
             tracing::error!(%err, "closing the store");
         }
     }
+}
+
+/// What `POST /va/register/` hands out: the register token keys, the
+/// device edge's host and the port its TLS listener actually bound, and
+/// the CA certificate appliances trust.
+fn registration_settings(
+    config: &Config,
+    edge: Option<&EdgeHandle>,
+) -> Result<RegistrationSettings, HubError> {
+    let tokens =
+        RegisterTokens::load_or_create(&config.data_dir, config.register_token_lifetime_ms)
+            .map_err(io("reading the register token secret"))?;
+    let ca_path = config.certs_dir.join("ca.pem");
+    let ca_cert = match std::fs::read_to_string(&ca_path) {
+        Ok(pem) => Some(pem),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => return Err(io(format!("reading {}", ca_path.display()))(err)),
+    };
+    let iot_port = edge
+        .and_then(EdgeHandle::mqtts_addr)
+        .map_or(config.mqtts_addr.port(), |addr| addr.port());
+    Ok(RegistrationSettings {
+        tokens,
+        iot_host: config.public_host.clone(),
+        iot_port,
+        ca_cert,
+        trust_gateway: config.trust_gateway,
+        appliance_token_lifetime_ms: config.tokens.lifetime_ms,
+    })
 }
 
 async fn connect_broker(
@@ -290,19 +376,26 @@ async fn start_edge(
     Ok(edge)
 }
 
-async fn serve_http(
-    config: &Config,
+/// `--public-url`, or `http://{public host}:{bound REST port}`.
+fn public_url(config: &Config, http_addr: SocketAddr) -> String {
+    if let Some(url) = &config.public_url {
+        return url.clone();
+    }
+    let host = &config.public_host;
+    if host.contains(':') && !host.starts_with('[') {
+        format!("http://[{host}]:{}", http_addr.port())
+    } else {
+        format!("http://{host}:{}", http_addr.port())
+    }
+}
+
+fn serve_http(
+    listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
-) -> Result<SocketAddr, HubError> {
-    let listener = TcpListener::bind(config.http_addr)
-        .await
-        .map_err(io(format!("binding REST listener {}", config.http_addr)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(io("reading the REST address"))?;
-    let app = NormalizePathLayer::trim_trailing_slash().layer(api::router(state));
+) {
+    let app = tower::util::MapRequestLayer::new(api::trim_trailing_slash).layer(api::router(state));
     let service = axum::ServiceExt::<Request>::into_make_service(app);
     tracker.spawn(async move {
         let server =
@@ -311,5 +404,4 @@ async fn serve_http(
             tracing::error!(%err, "REST server failed");
         }
     });
-    Ok(addr)
 }

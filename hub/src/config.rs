@@ -108,6 +108,27 @@ pub struct ServeArgs {
     /// [default: 10].
     #[arg(long, env = "HUB_TOKEN_RENEW_BEFORE_DAYS")]
     pub token_renew_before_days: Option<u32>,
+    /// Base URL of the signed links appliances get (downloads, log
+    /// uploads) [default: http://{public-host}:{REST port}].
+    #[arg(long, env = "HUB_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Largest artifact upload: bytes, or with a unit (KiB, MiB, GiB)
+    /// [default: 2GiB].
+    #[arg(long, env = "HUB_MAX_ARTIFACT_SIZE")]
+    pub max_artifact_size: Option<ByteSize>,
+    /// Largest log archive an appliance uploads [default: 256MiB].
+    #[arg(long, env = "HUB_MAX_LOG_SIZE")]
+    pub max_log_size: Option<ByteSize>,
+    /// How long a signed link stays valid, in seconds [default: 604800, 7 days].
+    #[arg(long, env = "HUB_LINK_TTL")]
+    pub link_ttl: Option<u64>,
+    /// Honour the `x-customer-id` header set by a trusted gateway in front
+    /// of the hub, in place of the customer's api key [default: off].
+    #[arg(long, env = "HUB_TRUST_GATEWAY", num_args = 0..=1, default_missing_value = "true")]
+    pub trust_gateway: Option<bool>,
+    /// Days a customer's register token stays valid [default: 30].
+    #[arg(long, env = "HUB_REGISTER_TOKEN_DAYS")]
+    pub register_token_days: Option<u32>,
     /// TOML file with any of the settings above (kebab-case keys).
     #[arg(long, env = "HUB_CONFIG")]
     #[serde(skip)]
@@ -147,6 +168,68 @@ pub struct Config {
     pub heartbeat: HeartbeatPolicy,
     /// Appliance token lifetime and renewal.
     pub tokens: TokenPolicy,
+    /// Whether `x-customer-id` from a trusted gateway identifies customers.
+    pub trust_gateway: bool,
+    /// Lifetime of register tokens, in milliseconds.
+    pub register_token_lifetime_ms: i64,
+    /// Base URL of signed links; None: `http://{public_host}:{REST port}`
+    /// with the port the REST listener bound.
+    pub public_url: Option<String>,
+    /// Largest artifact upload, bytes.
+    pub max_artifact_size: u64,
+    /// Largest log archive, bytes.
+    pub max_log_size: u64,
+    /// Lifetime of a signed link, seconds.
+    pub link_ttl_secs: u64,
+}
+
+/// A size in bytes, written as a number of bytes or with a unit: `B`,
+/// `KiB`, `MiB`, `GiB`, `TiB` (or `K`, `M`, `G`, `T`; case-insensitive;
+/// all powers of 1024). In TOML, a number or such a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, unit) = text.split_at(digits);
+        let shift = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "kib" => 10,
+            "m" | "mib" => 20,
+            "g" | "gib" => 30,
+            "t" | "tib" => 40,
+            _ => {
+                return Err(format!(
+                    "`{s}`: expected bytes, or a number with KiB, MiB, GiB or TiB"
+                ))
+            }
+        };
+        number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(1u64 << shift))
+            .map(Self)
+            .ok_or_else(|| format!("`{s}`: expected bytes, or a number with KiB, MiB, GiB or TiB"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Number(n) => Ok(Self(n)),
+            Raw::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// How appliances prove who they are at the device edge.
@@ -243,6 +326,43 @@ impl Config {
                 ))
             }
         };
+        let public_url = pick(first.public_url, file.public_url)
+            .map(|url| check_public_url(&url))
+            .transpose()?;
+        let max_artifact_size = first
+            .max_artifact_size
+            .or(file.max_artifact_size)
+            .map_or(crate::artifacts::DEFAULT_MAX_ARTIFACT_SIZE, |s| s.0);
+        let max_log_size = first
+            .max_log_size
+            .or(file.max_log_size)
+            .map_or(crate::artifacts::DEFAULT_MAX_LOG_SIZE, |s| s.0);
+        if max_artifact_size == 0 || max_log_size == 0 {
+            return Err(invalid(
+                "max-artifact-size / max-log-size",
+                "must be at least 1 byte".into(),
+            ));
+        }
+        let link_ttl_secs = first
+            .link_ttl
+            .or(file.link_ttl)
+            .unwrap_or(crate::artifacts::signer::DEFAULT_TTL_SECS);
+        if !(60..=MAX_LINK_TTL_SECS).contains(&link_ttl_secs) {
+            return Err(invalid(
+                "link-ttl",
+                format!("expected 60-{MAX_LINK_TTL_SECS} seconds"),
+            ));
+        }
+        let register_token_days = first
+            .register_token_days
+            .or(file.register_token_days)
+            .unwrap_or(30);
+        if !(1..=3650).contains(&register_token_days) {
+            return Err(invalid(
+                "register-token-days",
+                format!("{register_token_days} is not 1-3650"),
+            ));
+        }
         let admin_token = admin_token.filter(|t| !t.is_empty());
         if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(invalid(
@@ -287,6 +407,12 @@ impl Config {
             device_auth,
             heartbeat,
             tokens,
+            public_url,
+            max_artifact_size,
+            max_log_size,
+            link_ttl_secs,
+            trust_gateway: first.trust_gateway.or(file.trust_gateway).unwrap_or(false),
+            register_token_lifetime_ms: i64::from(register_token_days) * 24 * 3600 * 1000,
         })
     }
 }
@@ -329,6 +455,29 @@ fn token_policy(
         ));
     }
     Ok(policy)
+}
+
+/// Longest link lifetime: one year.
+const MAX_LINK_TTL_SECS: u64 = 365 * 24 * 3600;
+
+/// A base URL for links: `http://` or `https://`, at most 512 visible
+/// ASCII characters (so that every link fits a task's 1024-byte
+/// `fileUrl`), no query or fragment; a trailing slash is dropped.
+fn check_public_url(url: &str) -> Result<String, ConfigError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+        && url.len() <= 512
+        && url.bytes().all(|b| (b'!'..=b'~').contains(&b))
+        && !url.contains(['?', '#']);
+    if !ok {
+        return Err(invalid(
+            "public-url",
+            "expected http(s)://host[:port][/path], at most 512 characters, no query".into(),
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
@@ -385,6 +534,88 @@ mod tests {
         assert_eq!(config.heartbeat.interval_ms, 300_000);
         assert_eq!(config.tokens.lifetime_ms, 60 * DAY_MS);
         assert_eq!(config.tokens.renew_before_ms, 10 * DAY_MS);
+        assert_eq!(config.public_url, None);
+        assert_eq!(config.max_artifact_size, 2 << 30);
+        assert_eq!(config.max_log_size, 256 << 20);
+        assert_eq!(config.link_ttl_secs, 7 * 24 * 3600);
+        assert!(!config.trust_gateway);
+        assert_eq!(config.register_token_lifetime_ms, 30 * 24 * 3600 * 1000);
+    }
+
+    #[test]
+    fn artifact_settings_parse_sizes_and_urls() {
+        let file: ServeArgs = toml::from_str(
+            "max-artifact-size = \"3GiB\"\nmax-log-size = 1024\npublic-url = \"https://hub.example.com/\"\nlink-ttl = 3600",
+        )
+        .expect("toml");
+        let config = Config::merge(ServeArgs::default(), file, None).expect("valid");
+        assert_eq!(config.max_artifact_size, 3 << 30);
+        assert_eq!(config.max_log_size, 1024);
+        assert_eq!(
+            config.public_url.as_deref(),
+            Some("https://hub.example.com")
+        );
+        assert_eq!(config.link_ttl_secs, 3600);
+        for (text, bytes) in [
+            ("10", 10),
+            ("1k", 1024),
+            ("2 MiB", 2 << 20),
+            ("1T", 1 << 40),
+        ] {
+            assert_eq!(text.parse::<ByteSize>(), Ok(ByteSize(bytes)), "{text}");
+        }
+        for bad in [
+            "",
+            "MiB",
+            "1.5GiB",
+            "-1",
+            "1PB",
+            "99999999999999999999",
+            "17179869184GiB",
+        ] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
+        for url in [
+            "ftp://x",
+            "http://",
+            "http:///x",
+            "http://x?y",
+            "http://a b",
+            "x",
+        ] {
+            let args = ServeArgs {
+                public_url: Some(url.into()),
+                ..ServeArgs::default()
+            };
+            assert!(
+                Config::merge(args, ServeArgs::default(), None).is_err(),
+                "{url}"
+            );
+        }
+        for ttl in [0, 59, 366 * 24 * 3600] {
+            let args = ServeArgs {
+                link_ttl: Some(ttl),
+                ..ServeArgs::default()
+            };
+            assert!(
+                Config::merge(args, ServeArgs::default(), None).is_err(),
+                "{ttl}"
+            );
+        }
+    }
+
+    #[test]
+    fn gateway_trust_and_token_lifetime_are_settings() {
+        let file: ServeArgs =
+            toml::from_str("trust-gateway = true\nregister-token-days = 7").expect("toml");
+        let config = Config::merge(ServeArgs::default(), file, None).expect("valid");
+        assert!(config.trust_gateway);
+        assert_eq!(config.register_token_lifetime_ms, 7 * 24 * 3600 * 1000);
+        let zero = ServeArgs {
+            register_token_days: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(Config::merge(zero, ServeArgs::default(), None).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the hub answers to an appliance's message, independent of the MQTT
 //! transport: `job/get` and `job/update` produce exactly one reply each
-//! (also for malformed input), `event/metrics/post` produces none.
+//! (also for malformed input), `event/metrics/post` produces none (the
+//! sample is stored).
 //!
 //! A reply to an update is built only after its transition is committed:
 //! [`crate::store::Store::record_update`] returns after the commit.
@@ -65,13 +66,30 @@ impl DeviceGateway {
             MessageKind::JobGet => Some(self.get(topic, payload).await),
             MessageKind::JobUpdate => Some(self.update(topic, payload).await),
             MessageKind::MetricsPost => {
-                if let Err(err) = decode_metrics(payload) {
-                    tracing::debug!(appliance = %topic.appliance_id, %err, "metrics refused");
-                }
+                self.metrics(topic, payload).await;
                 None
             }
             // Hub-to-device kinds are never subscribed to by the hub.
             MessageKind::JobNotify | MessageKind::JobGetReply | MessageKind::JobUpdateReply => None,
+        }
+    }
+
+    /// Stores a metrics sample (the appliance's latest, and one more in its
+    /// series); one that does not decode is dropped, as topics.md says.
+    async fn metrics(&self, topic: &Topic, payload: &[u8]) {
+        let appliance = topic.appliance_id;
+        match decode_metrics(payload) {
+            Ok(request) => {
+                let now = self.clock.now();
+                if let Err(err) = self
+                    .store
+                    .record_metrics(appliance, request.params, now)
+                    .await
+                {
+                    tracing::warn!(%appliance, %err, "metrics not recorded");
+                }
+            }
+            Err(err) => tracing::debug!(%appliance, %err, "metrics refused"),
         }
     }
 

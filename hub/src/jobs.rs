@@ -9,12 +9,15 @@
 use protocol::{ApplianceId, JobDocument, ProtocolError, TaskType};
 use thiserror::Error;
 
+use crate::artifacts::Sha256Digest;
 use crate::clock::SharedClock;
 use crate::model::{CustomerId, JobId};
 use crate::mqtt::outbox::Outbox;
 use crate::rollout::{JobPolicy, PolicyError, Targets};
 use crate::scheduler::SchedulerHandle;
-use crate::store::{NewJob, Store, StoreError};
+use crate::store::{
+    downloads, NewJob, Store, StoreError, TaskCreated, TaskRequest, UPLOAD_PATH_PLACEHOLDER,
+};
 
 /// Most appliances one job may target by id.
 pub const MAX_TARGETS: usize = 100_000;
@@ -46,6 +49,9 @@ pub enum JobError {
     /// The rollout, abort, timeout or retry settings are invalid.
     #[error("invalid policy: {0}")]
     InvalidPolicy(#[from] PolicyError),
+    /// The document downloads a file that is not in the artifact store.
+    #[error("unknown artifact {0}: upload or register it first")]
+    UnknownArtifact(String),
     /// No such job.
     #[error("unknown job")]
     NotFound,
@@ -136,12 +142,27 @@ impl JobService {
     /// Saves a job with its policy and its executions for the targets as
     /// they are now (QUEUED) in one transaction, and wakes the scheduler,
     /// which releases them as the policy says.
-    pub async fn create_planned(&self, request: PlannedJob) -> Result<JobId, JobError> {
+    ///
+    /// A task that downloads must name a known artifact; a collectLog
+    /// job's `uploadPath` is replaced by each task's own signed upload link.
+    pub async fn create_planned(&self, mut request: PlannedJob) -> Result<JobId, JobError> {
         request.document.validate()?;
         if request.document.task_type() == TaskType::Heartbeat {
             return Err(JobError::HeartbeatNotQueueable);
         }
         request.policy.validate(&request.targets)?;
+        if let JobDocument::CollectLog { upload_path, .. } = &mut request.document {
+            UPLOAD_PATH_PLACEHOLDER.clone_into(upload_path);
+        }
+        if let Some(digest) = downloads(&request.document) {
+            let known = match digest.parse::<Sha256Digest>() {
+                Ok(sha256) => self.store.artifact(&sha256).await?.is_some(),
+                Err(_) => false,
+            };
+            if !known {
+                return Err(JobError::UnknownArtifact(digest.to_owned()));
+            }
+        }
         let targets = match request.targets {
             Targets::ApplianceIds(mut ids) => {
                 ids.sort_unstable();
@@ -176,6 +197,19 @@ impl JobService {
             .ok_or(JobError::NoTargets)?;
         self.scheduler.wake();
         Ok(job_id)
+    }
+
+    /// Creates a customer's task for one of its appliances (a one-target
+    /// job) with the checks of [`TaskRequest`], and wakes the scheduler.
+    /// Returns the job and the execution's task id.
+    pub async fn create_task(&self, request: TaskRequest) -> Result<TaskCreated, JobError> {
+        request.document.validate()?;
+        if request.document.task_type() == TaskType::Heartbeat {
+            return Err(JobError::HeartbeatNotQueueable);
+        }
+        let created = self.store.create_task(request).await?;
+        self.scheduler.wake();
+        Ok(created)
     }
 
     /// Cancels a job: QUEUED and SENT executions (and IN_PROGRESS ones with

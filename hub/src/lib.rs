@@ -10,11 +10,14 @@
 //! - [`jobs`], [`scheduler`]: creating, releasing and canceling jobs, and
 //!   the periodic duties (rollouts, timeouts, retries, heartbeats, tokens).
 //! - [`rollout`], [`presence`]: the pure decisions of those duties.
-//! - [`api`]: the REST API.
+//! - [`artifacts`]: the artifact store, signed links, log uploads.
+//! - [`api`]: the REST API; [`register_token`]: the JWTs appliances
+//!   register with.
 //! - [`config`], [`app`]: settings and the assembly of a running hub.
 
 pub mod api;
 pub mod app;
+pub mod artifacts;
 pub mod clock;
 pub mod config;
 pub mod credentials;
@@ -25,6 +28,7 @@ pub mod jobs;
 pub mod model;
 pub mod mqtt;
 pub mod presence;
+pub mod register_token;
 pub mod rollout;
 pub mod scheduler;
 pub mod store;

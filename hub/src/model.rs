@@ -286,6 +286,24 @@ impl<'de> Deserialize<'de> for StatusCounts {
     }
 }
 
+uuid_id!(
+    /// A tag operators put on appliances.
+    TagId,
+    "tag id"
+);
+
+text_enum!(
+    /// Whether an installed service runs.
+    ServiceStatus, "service status" {
+        /// Started and kept running.
+        Enabled => "enabled",
+        /// Stopped.
+        Disabled => "disabled",
+    }
+);
+
+text_serde!(TagId, ServiceStatus);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,13 +17,27 @@ use crate::appliance::{Identity, TestAppliance};
 /// The admin token of every test hub.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
-/// How a test hub starts.
+/// How [`TestHub::start_with`] differs from [`TestHub::start`].
 #[derive(Debug, Clone, Default)]
 pub struct HubOptions {
+    /// Settings over the test defaults (port 0, the test's data directory).
+    pub args: ServeArgs,
     /// A clock the test moves; the system clock when None.
     pub clock: Option<ManualClock>,
-    /// `--heartbeat-interval`, in seconds.
-    pub heartbeat_interval: Option<u64>,
+    /// `--trust-gateway`.
+    pub trust_gateway: bool,
+}
+
+/// A customer created through the operators' API.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestCustomer {
+    /// Its id.
+    pub customer_id: String,
+    /// Its api key.
+    pub api_key: String,
+    /// Its register token.
+    pub registration_token: String,
 }
 
 /// A running hub and a REST client for it.
@@ -52,20 +66,21 @@ impl TestHub {
         Self::start_with(data_dir, options).await
     }
 
-    /// Starts a hub whose data lives in `data_dir`, as `options` say.
+    /// Starts a hub whose data lives in `data_dir`, with settings of
+    /// `options.args` over the test defaults, and the clock of `options`.
     pub async fn start_with(data_dir: &Path, options: HubOptions) -> anyhow::Result<Self> {
         crate::init_logging();
-        let args = ServeArgs {
+        let defaults = ServeArgs {
             http_addr: Some("127.0.0.1:0".parse()?),
             mqtts_addr: Some("127.0.0.1:0".parse()?),
             data_dir: Some(data_dir.to_owned()),
             certs_dir: Some(data_dir.join("certs")),
-            heartbeat_interval: options.heartbeat_interval,
+            trust_gateway: Some(options.trust_gateway),
             ..ServeArgs::default()
         };
-        let config = Config::merge(args, ServeArgs::default(), Some(ADMIN_TOKEN.into()))?;
-        let clock: SharedClock = match &options.clock {
-            Some(manual) => Arc::new(manual.clone()),
+        let config = Config::merge(options.args, defaults, Some(ADMIN_TOKEN.into()))?;
+        let clock: SharedClock = match options.clock.clone() {
+            Some(clock) => Arc::new(clock),
             None => Arc::new(SystemClock),
         };
         let hub = Hub::start(config, clock).await?;
@@ -77,6 +92,11 @@ impl TestHub {
             base,
             http: reqwest::Client::new(),
         })
+    }
+
+    /// A plain HTTP client (no token), for public routes.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// The running hub.
@@ -133,6 +153,57 @@ impl TestHub {
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
         let response = self.request(reqwest::Method::GET, path).send().await?;
         Ok((response.status().as_u16(), response.json().await?))
+    }
+
+    /// A request with `token` as bearer (none when None).
+    pub fn request_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends `method path` with `token` and an optional JSON body; returns
+    /// the status and the body (JSON, or a string when it is not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.request_as(method, path, token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, body))
+    }
+
+    /// Creates a customer.
+    pub async fn customer(&self, name: &str) -> anyhow::Result<TestCustomer> {
+        let (status, body) = self
+            .post("/api/v1/customers", &json!({"name": name}))
+            .await?;
+        if status != 201 {
+            bail!("customer creation answered {status}: {body}");
+        }
+        Ok(serde_json::from_value(body)?)
+    }
+
+    /// A digest of the whole database, to check that a refused request
+    /// changed nothing.
+    pub async fn fingerprint(&self) -> anyhow::Result<String> {
+        Ok(self.hub.store().fingerprint().await?)
     }
 
     /// Provisions `count` appliance identities.

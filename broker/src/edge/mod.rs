@@ -17,7 +17,12 @@
 //! - `connect`: CONNECT framing, protocol version, client id, keepalive
 //!   and will checks (pure).
 //! - `acl`, `guard`: topic rights and the per-packet rules (pure).
-//! - `session`: the two forwarding loops of an admitted appliance.
+//! - `sessions`: one live session per appliance (a reconnect closes the
+//!   previous session first).
+//! - `loopback`: the session's connection to rumqttd: open, failover
+//!   across listeners, close.
+//! - `session`, `flow`: the two forwarding loops of an admitted appliance
+//!   and the state they share.
 //! - [`auth`]: the [`Authenticator`] trait the hub implements.
 //! - [`presence`]: connect/disconnect events for the hub.
 //! - `tls`: the rustls `ServerConfig` and client-certificate identity.
@@ -33,10 +38,13 @@ mod admission;
 pub mod auth;
 pub mod config;
 mod connect;
+mod flow;
 mod guard;
 mod listener;
+mod loopback;
 pub mod presence;
 mod session;
+mod sessions;
 mod tls;
 
 use std::net::SocketAddr;
@@ -77,10 +85,13 @@ pub enum EdgeError {
     },
 }
 
-/// Where and how the edge reaches the broker it fronts.
+/// Where and how the edge reaches the broker it fronts
+/// ([`crate::EmbeddedBroker::edge_endpoint`] fills it).
 #[derive(Debug, Clone)]
 pub struct BrokerEndpoint {
-    /// The broker's loopback listener.
+    /// The broker's loopback listener. When it is the primary listener of
+    /// an [`crate::EmbeddedBroker`] of this process, the edge spreads
+    /// appliances over all of that broker's listeners.
     pub addr: SocketAddr,
     /// The credentials the edge connects with on behalf of appliances.
     pub credentials: Credentials,
@@ -141,6 +152,21 @@ pub(crate) struct Shared {
     /// Loopback connections between TCP connect and CONNACK (see
     /// `session::UPSTREAM_OPENING`).
     pub(crate) upstream_opening: tokio::sync::Semaphore,
+    /// The live session of each connected appliance.
+    pub(crate) sessions: sessions::Sessions,
+    /// The broker's listeners, used in turn.
+    pub(crate) upstream_addrs: Vec<SocketAddr>,
+    pub(crate) next_upstream: std::sync::atomic::AtomicUsize,
+}
+
+impl Shared {
+    /// The broker's listeners in the order to try them for the next
+    /// loopback connection: round robin, then the others as fallbacks.
+    pub(crate) fn upstream_order(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        let turn = self.next_upstream.fetch_add(1, Ordering::Relaxed);
+        let n = self.upstream_addrs.len();
+        (0..n).filter_map(move |i| self.upstream_addrs.get((turn + i) % n).copied())
+    }
 }
 
 /// Resolves once the edge is shutting down (or its handle is gone).
@@ -173,11 +199,15 @@ impl Edge {
             bound.push((bind(addr).await?, Transport::Plain));
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let upstream_addrs = crate::embedded::listeners_of(broker.addr);
         let shared = Arc::new(Shared {
             broker,
             authenticator,
             presence: Presence::new(presence),
-            upstream_opening: tokio::sync::Semaphore::new(session::UPSTREAM_OPENING),
+            upstream_opening: tokio::sync::Semaphore::new(loopback::UPSTREAM_OPENING),
+            sessions: sessions::Sessions::default(),
+            upstream_addrs,
+            next_upstream: std::sync::atomic::AtomicUsize::new(0),
             counters: Counters::default(),
             shutdown: shutdown_rx,
             config,

@@ -19,14 +19,17 @@ use tokio::sync::mpsc;
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DisconnectReason {
     /// The appliance sent DISCONNECT.
     ClientDisconnect,
     /// The appliance closed the connection (or it broke) without DISCONNECT.
     ConnectionLost,
-    /// The broker closed the session: keepalive expired, or the same
-    /// appliance connected again and took the session over.
+    /// The broker closed the session (keepalive expired).
     BrokerClosed,
+    /// The same appliance connected again; this older session was closed
+    /// first.
+    TakenOver,
     /// The appliance broke a rule (forbidden topic, malformed or oversize
     /// packet, a packet a client may not send); the edge closed it.
     ProtocolViolation(&'static str),

@@ -1,11 +1,11 @@
-//! An admitted appliance's session: one loopback connection to the broker
-//! with the CONNECT rewritten to the edge's credentials (client id,
-//! clean session, keepalive and will kept), then two loops run side by side
-//! until either side closes:
+//! An admitted appliance's session: its place in the per-appliance session
+//! registry (`sessions`), one loopback connection to the broker
+//! (`loopback`), then two loops run side by side until either side closes:
 //!
 //! - uplink: appliance -> broker, packet by packet through `guard`,
 //!   re-encoded; a refused packet ends the session without a DISCONNECT
-//!   upstream, so the broker publishes the appliance's will.
+//!   upstream, so the broker publishes the appliance's will. PUBACKs must
+//!   acknowledge the oldest outstanding QoS 1 PUBLISH (`flow`).
 //! - downlink: broker -> appliance, copied frame by frame, except SUBACKs
 //!   (merged with the filters the edge refused) and UNSUBACKs (the edge
 //!   answers UNSUBSCRIBE itself), plus the answers the uplink asks for.
@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode, Packet, SubAck};
+use rumqttc::mqttbytes::v4::{Packet, SubAck};
 use rumqttc::mqttbytes::{check, Error as CodecError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -28,20 +28,18 @@ use tokio::time::timeout;
 use super::acl::Acl;
 use super::admission::Admitted;
 use super::connect::{connack_v4, ConnackCode};
-use super::guard::{encode, flags_ok, judge, PendingSubacks, Verdict};
+use super::flow::{publish_pkid, Flow};
+use super::guard::{encode, flags_ok, judge, Verdict};
+use super::loopback;
 use super::{Counters, DisconnectReason, PresenceEvent, Shared};
-use crate::upstream::{self, Upstream};
-
-/// Loopback connections the edge opens at once. rumqttd accepts on one
-/// thread that blocks on its router for every new connection, behind a
-/// kernel accept queue of 1024: opening more at once only overflows that
-/// queue, and a dropped SYN costs the appliance a 1 s retransmission.
-pub(crate) const UPSTREAM_OPENING: usize = 128;
+use crate::upstream::Upstream;
 
 /// Time given to a closing handshake (TLS close_notify) with the appliance.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Read chunk of both loops.
-const READ_CHUNK: usize = 4096;
+/// Smallest read of both loops; a packet known to be larger is read whole.
+const READ_CHUNK: usize = 1024;
+/// Largest buffer capacity kept by an idle session.
+const KEEP_CAPACITY: usize = 16 * 1024;
 
 /// Runs the session of an admitted appliance to its end.
 pub(crate) async fn run<S>(admitted: Admitted<S>, shared: &Shared)
@@ -55,7 +53,15 @@ where
         peer,
     } = admitted;
     let id = device.appliance_id;
-    let upstream = match open_upstream(&device, shared).await {
+    let session = shared.presence.next_session();
+    let ticket = shared
+        .sessions
+        .enter(id, session, loopback::BROKER_CLOSE)
+        .await;
+    if ticket.superseded() {
+        return; // the same appliance connected again meanwhile
+    }
+    let mut upstream = match loopback::open(&device, shared).await {
         Ok(upstream) => upstream,
         Err(why) => {
             tracing::warn!(appliance = %id, %peer, why, "broker unavailable for appliance");
@@ -69,11 +75,14 @@ where
     };
     let session_present = upstream.connack.session_present;
     let accepted = [0x20, 0x02, u8::from(session_present), 0x00];
-    match timeout(shared.config.write_timeout, stream.write_all(&accepted)).await {
-        Ok(Ok(())) => {}
-        _ => return,
+    if !matches!(
+        timeout(shared.config.write_timeout, stream.write_all(&accepted)).await,
+        Ok(Ok(()))
+    ) {
+        let (mut rx, mut tx) = upstream.stream.split();
+        loopback::close(&mut rx, &mut tx, DisconnectReason::ConnectionLost).await;
+        return;
     }
-    let session = shared.presence.next_session();
     Counters::bump(&shared.counters.sessions);
     tracing::debug!(appliance = %id, %peer, session, "session started");
     shared.presence.report(PresenceEvent::Connected {
@@ -84,7 +93,8 @@ where
         at: SystemTime::now(),
     });
     let acl = Acl::new(&shared.config.product_key, &id);
-    let reason = forward(stream, buffered, upstream, &acl, shared).await;
+    let stop = ticket.stop_requested();
+    let reason = forward(stream, buffered, upstream, &acl, stop, shared).await;
     tracing::debug!(appliance = %id, %peer, session, ?reason, "session ended");
     shared.presence.report(PresenceEvent::Disconnected {
         appliance_id: id,
@@ -93,35 +103,7 @@ where
         reason,
         at: SystemTime::now(),
     });
-}
-
-/// The loopback connection, CONNECT rewritten to the edge's credentials.
-/// Not cancelled by shutdown: closing it between CONNECT and CONNACK can
-/// leave rumqttd's per-client-id state broken.
-async fn open_upstream(
-    device: &super::connect::DeviceConnect,
-    shared: &Shared,
-) -> Result<Upstream, String> {
-    let broker = &shared.broker;
-    let mut connect = Connect::new(device.appliance_id.to_string());
-    connect.keep_alive = device.keep_alive;
-    connect.clean_session = device.clean_session;
-    connect.last_will = device.will.clone();
-    connect.set_login(
-        broker.credentials.username.clone(),
-        broker.credentials.password.clone(),
-    );
-    let opened = timeout(shared.config.upstream_timeout, async {
-        let _slot = shared.upstream_opening.acquire().await;
-        upstream::open(broker.addr, &connect, broker.max_packet_size).await
-    })
-    .await;
-    match opened {
-        Err(_) => Err("no CONNACK in time".to_owned()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(up)) if up.connack.code == ConnectReturnCode::Success => Ok(up),
-        Ok(Ok(up)) => Err(format!("CONNACK {:?}", up.connack.code)),
-    }
+    drop(ticket); // only now may a newer session of this appliance start
 }
 
 async fn forward<S>(
@@ -129,6 +111,7 @@ async fn forward<S>(
     buffered: BytesMut,
     upstream: Upstream,
     acl: &Acl,
+    stop: impl std::future::Future<Output = ()>,
     shared: &Shared,
 ) -> DisconnectReason
 where
@@ -141,7 +124,7 @@ where
         ..
     } = upstream;
     let (mut broker_rx, mut broker_tx) = broker.split();
-    let pending = Mutex::new(PendingSubacks::default());
+    let flow = Mutex::new(Flow::default());
     let (answers_tx, mut answers_rx) = mpsc::channel(shared.config.max_pending_subscribes + 2);
     let reason = {
         let up = uplink(
@@ -149,7 +132,7 @@ where
             buffered,
             &mut broker_tx,
             acl,
-            &pending,
+            &flow,
             answers_tx,
             shared,
         );
@@ -157,18 +140,19 @@ where
             &mut broker_rx,
             from_broker,
             &mut client_tx,
-            &pending,
+            &flow,
             &mut answers_rx,
             shared,
         );
         tokio::select! {
             reason = up => reason,
             reason = down => reason,
+            _ = stop => DisconnectReason::TakenOver,
             _ = super::stopped(shared.shutdown.clone()) => DisconnectReason::Shutdown,
         }
     };
     let _ = timeout(CLOSE_GRACE, client_tx.shutdown()).await;
-    let _ = timeout(CLOSE_GRACE, broker_tx.shutdown()).await;
+    loopback::close(&mut broker_rx, &mut broker_tx, reason).await;
     reason
 }
 
@@ -178,7 +162,7 @@ async fn uplink<R, W>(
     mut buf: BytesMut,
     broker: &mut W,
     acl: &Acl,
-    pending: &Mutex<PendingSubacks>,
+    flow: &Mutex<Flow>,
     answers: mpsc::Sender<Bytes>,
     shared: &Shared,
 ) -> DisconnectReason
@@ -190,11 +174,15 @@ where
     let max_packet = shared.config.max_packet_size;
     let max_pending = shared.config.max_pending_subscribes;
     let mut out = BytesMut::new();
+    let mut needed = READ_CHUNK;
     loop {
         while let Some(&byte1) = buf.first() {
             let packet = match Packet::read(&mut buf, max_packet) {
                 Ok(packet) => packet,
-                Err(CodecError::InsufficientBytes(_)) => break,
+                Err(CodecError::InsufficientBytes(more)) => {
+                    needed = more;
+                    break;
+                }
                 Err(CodecError::PayloadSizeLimitExceeded(_)) => {
                     return ProtocolViolation("packet over the size limit")
                 }
@@ -206,13 +194,18 @@ where
             let mut answer = None;
             match judge(acl, packet) {
                 Verdict::Forward(packet) => {
+                    if let Packet::PubAck(ack) = &packet {
+                        if !lock(flow).acked(ack.pkid) {
+                            return ProtocolViolation("PUBACK out of order or unsolicited");
+                        }
+                    }
                     encode(&packet, &mut out);
                 }
                 Verdict::Subscribe {
                     forward: Some(subscribe),
                     plan,
                 } => {
-                    if !lock(pending).insert(plan, max_pending) {
+                    if !lock(flow).subacks.insert(plan, max_pending) {
                         return ProtocolViolation("SUBSCRIBE packet id reused or too many pending");
                     }
                     encode(&Packet::Subscribe(subscribe), &mut out);
@@ -257,9 +250,10 @@ where
             if broker.write_all(&out).await.is_err() {
                 return BrokerClosed;
             }
-            out.clear();
+            recycle(&mut out, 0);
         }
-        buf.reserve(READ_CHUNK);
+        recycle(&mut buf, needed);
+        needed = READ_CHUNK;
         match client.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return ConnectionLost,
             Ok(_) => {}
@@ -272,7 +266,7 @@ async fn downlink<R, W>(
     broker: &mut R,
     mut buf: BytesMut,
     client: &mut W,
-    pending: &Mutex<PendingSubacks>,
+    flow: &Mutex<Flow>,
     answers: &mut mpsc::Receiver<Bytes>,
     shared: &Shared,
 ) -> DisconnectReason
@@ -284,10 +278,10 @@ where
     let max_packet = shared.broker.max_packet_size;
     let mut out = BytesMut::new();
     loop {
-        loop {
+        let needed = loop {
             let header = match check(buf.iter(), max_packet) {
                 Ok(header) => header,
-                Err(CodecError::InsufficientBytes(_)) => break,
+                Err(CodecError::InsufficientBytes(more)) => break more,
                 Err(_) => return BrokerClosed,
             };
             let kind = buf.first().map_or(0, |b| b >> 4);
@@ -295,23 +289,31 @@ where
             match kind {
                 9 => match SubAck::read(header, frame.freeze()) {
                     Ok(ack) => {
-                        let merged = lock(pending).resolve(ack);
+                        let merged = lock(flow).subacks.resolve(ack);
                         encode(&Packet::SubAck(merged), &mut out);
                     }
                     Err(_) => return BrokerClosed,
                 },
                 11 => {} // UNSUBACK: the edge answered already
+                3 => {
+                    if let Some(pkid) = publish_pkid(&frame) {
+                        if !lock(flow).sent(pkid) {
+                            return BrokerClosed;
+                        }
+                    }
+                    out.extend_from_slice(&frame);
+                }
                 _ => out.extend_from_slice(&frame),
             }
-        }
+        };
         if !out.is_empty() {
             match timeout(shared.config.write_timeout, client.write_all(&out)).await {
-                Ok(Ok(())) => out.clear(),
+                Ok(Ok(())) => recycle(&mut out, 0),
                 Ok(Err(_)) => return ConnectionLost,
                 Err(_) => return SlowConsumer,
             }
         }
-        buf.reserve(READ_CHUNK);
+        recycle(&mut buf, needed);
         tokio::select! {
             read = broker.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => return BrokerClosed,
@@ -322,8 +324,39 @@ where
     }
 }
 
-fn lock(pending: &Mutex<PendingSubacks>) -> std::sync::MutexGuard<'_, PendingSubacks> {
-    pending
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// With `needed == 0`, empties `buf` (a written output buffer); otherwise
+/// makes room for at least `needed` more bytes (at least [`READ_CHUNK`]).
+/// An empty buffer that grew beyond [`KEEP_CAPACITY`] for a large packet
+/// is released, so an idle session holds only small buffers.
+fn recycle(buf: &mut BytesMut, needed: usize) {
+    if needed == 0 {
+        buf.clear();
+    }
+    if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+        *buf = BytesMut::new();
+    }
+    if needed > 0 {
+        buf.reserve(needed.max(READ_CHUNK));
+    }
+}
+
+fn lock(flow: &Mutex<Flow>) -> std::sync::MutexGuard<'_, Flow> {
+    flow.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_shrink_back_after_a_large_packet() {
+        let mut buf = BytesMut::new();
+        recycle(&mut buf, 64 * 1024);
+        assert!(buf.capacity() >= 64 * 1024);
+        buf.extend_from_slice(&[1; 100]);
+        recycle(&mut buf, 0);
+        assert!(buf.is_empty() && buf.capacity() <= KEEP_CAPACITY);
+        recycle(&mut buf, 10);
+        assert!(buf.capacity() >= READ_CHUNK);
+    }
 }

@@ -49,12 +49,15 @@ async fn refusals_get_the_matching_connack_code() -> Result<()> {
             "RC 2",
         ),
     ];
-    for (case, id, user, password, expected) in cases {
-        assert_eq!(
-            connack(&fleet, id, user, password, false).await?,
-            expected,
-            "{case}"
-        );
+    // Independent connections: run them side by side.
+    let results = futures::future::join_all(
+        cases
+            .iter()
+            .map(|(_, id, user, password, _)| connack(&fleet, id, user, password, false)),
+    )
+    .await;
+    for ((case, .., expected), result) in cases.iter().zip(results) {
+        assert_eq!(result?, *expected, "{case}");
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use broker::edge::{DisconnectReason, PresenceEvent};
 use rumqttc::mqttbytes::v4::SubscribeReasonCode::{Failure, Success};
-use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet, Unsubscribe};
+use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet, PubAck, Unsubscribe};
 use rumqttc::mqttbytes::QoS;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -176,5 +176,83 @@ async fn mixed_subscribe_gets_merged_codes_and_unsubscribe_is_answered() -> Resu
     // rumqttd's own UNSUBACK was dropped: the next packet is the PINGRESP.
     device.send(Packet::PingReq).await?;
     assert_eq!(device.recv().await?, Packet::PingResp);
+    Ok(())
+}
+
+/// Appliances connecting and disconnecting concurrently, many times: the
+/// edge lets rumqttd close each session after DISCONNECT, so no stale
+/// disconnect ever kills a new connection and every broker listener stays
+/// healthy (a broken rumqttd listener refuses all connections for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_churn_keeps_every_broker_listener_healthy() -> Result<()> {
+    let fleet = std::sync::Arc::new(Fleet::start(16).await?);
+    let mut churn = tokio::task::JoinSet::new();
+    for a in fleet.appliances.clone() {
+        let fleet = std::sync::Arc::clone(&fleet);
+        churn.spawn(async move {
+            let id = a.id.to_string();
+            for _ in 0..25 {
+                let (client, ack) =
+                    RawClient::connect(fleet.plain_addr(), &id, Some((&id, &a.token)), true)
+                        .await?;
+                anyhow::ensure!(ack.code == ConnectReturnCode::Success, "{ack:?}");
+                client.disconnect().await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        });
+    }
+    while let Some(done) = churn.join_next().await {
+        done??;
+    }
+    let hub = fleet.broker.hub_credentials();
+    for (i, addr) in fleet.broker.listener_addrs().iter().enumerate() {
+        let login = Some((hub.username.as_str(), hub.password.as_str()));
+        let (_, ack) = RawClient::connect(*addr, &format!("health-{i}"), login, true).await?;
+        assert_eq!(ack.code, ConnectReturnCode::Success, "listener {addr}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn pubacks_out_of_order_or_unsolicited_close_the_connection() -> Result<()> {
+    let fleet = Fleet::start(1).await?;
+    let a = fleet.appliances[0].clone();
+    let id = a.id.to_string();
+    let login = Some((id.as_str(), a.token.as_str()));
+    let mut hub = fleet.hub("hub-puback").await?;
+
+    let (mut device, _) = RawClient::connect(fleet.plain_addr(), &id, login, true).await?;
+    device.send(Packet::PubAck(PubAck::new(42))).await?;
+    device.wait_closed().await?;
+
+    let (mut device, _) = RawClient::connect(fleet.plain_addr(), &id, login, true).await?;
+    device.subscribe(&[&a.topic("job/notify")]).await?;
+    hub.publish(&a.topic("job/notify"), b"one").await?;
+    hub.publish(&a.topic("job/notify"), b"two").await?;
+    let mut pkids = Vec::new();
+    for _ in 0..2 {
+        match device.recv().await? {
+            Packet::Publish(p) => pkids.push(p.pkid),
+            other => anyhow::bail!("expected PUBLISH, got {other:?}"),
+        }
+    }
+    device.send(Packet::PubAck(PubAck::new(pkids[1]))).await?;
+    device.wait_closed().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn over_the_connection_cap_appliances_get_server_unavailable() -> Result<()> {
+    let fleet = Fleet::start_tuned(2, |config| config.max_connections = 1).await?;
+    let (a, b) = (fleet.appliances[0].clone(), fleet.appliances[1].clone());
+    let (ida, idb) = (a.id.to_string(), b.id.to_string());
+    let (_held, ack) =
+        RawClient::connect(fleet.plain_addr(), &ida, Some((&ida, &a.token)), true).await?;
+    assert_eq!(ack.code, ConnectReturnCode::Success);
+    let (mut refused, ack) =
+        RawClient::connect(fleet.plain_addr(), &idb, Some((&idb, &b.token)), true).await?;
+    assert_eq!(ack.code, ConnectReturnCode::ServiceUnavailable);
+    refused.wait_closed().await?;
+    assert_eq!(fleet.edge.stats().refused_over_capacity, 1);
     Ok(())
 }

@@ -118,3 +118,33 @@ async fn shutdown_closes_sessions_and_reports_them() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_reconnect_closes_the_previous_session_first() -> Result<()> {
+    let mut fleet = Fleet::start(1).await?;
+    let a = fleet.appliances[0].clone();
+    let id = a.id.to_string();
+    let login = Some((id.as_str(), a.token.as_str()));
+    let (mut old, _) = RawClient::connect(fleet.plain_addr(), &id, login, true).await?;
+    let PresenceEvent::Connected { session: first, .. } = fleet.next_presence().await? else {
+        anyhow::bail!("expected Connected");
+    };
+
+    let (mut new, ack) = RawClient::connect(fleet.plain_addr(), &id, login, true).await?;
+    assert_eq!(ack.code, ConnectReturnCode::Success);
+    old.wait_closed().await?;
+    match fleet.next_presence().await? {
+        PresenceEvent::Disconnected {
+            session, reason, ..
+        } => {
+            assert_eq!((session, reason), (first, DisconnectReason::TakenOver));
+        }
+        other => anyhow::bail!("expected the old session's end first, got {other:?}"),
+    }
+    assert!(
+        matches!(fleet.next_presence().await?, PresenceEvent::Connected { session, .. } if session > first)
+    );
+    new.send(rumqttc::mqttbytes::v4::Packet::PingReq).await?;
+    assert_eq!(new.recv().await?, rumqttc::mqttbytes::v4::Packet::PingResp);
+    Ok(())
+}

@@ -75,6 +75,11 @@ impl Fleet {
     }
 
     pub async fn start_with(count: usize, auth_mode: AuthMode) -> Result<Fleet> {
+        Fleet::start_tuned(count, |config| config.auth_mode = auth_mode).await
+    }
+
+    /// A fleet whose edge configuration `tune` adjusts.
+    pub async fn start_tuned(count: usize, tune: impl FnOnce(&mut EdgeConfig)) -> Result<Fleet> {
         let dir = tempfile::tempdir()?;
         let certs = ensure_dev_certs(dir.path(), &[])?;
         let appliances: Vec<Appliance> = (0..count)
@@ -88,7 +93,7 @@ impl Fleet {
             .map(|a| (a.id, a.token.as_bytes().to_vec()))
             .collect();
         let broker = EmbeddedBroker::start(BrokerLimits::default()).await?;
-        let config = EdgeConfig {
+        let mut config = EdgeConfig {
             mqtts: Some(TlsListener {
                 addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 cert_chain: certs.server_cert.clone(),
@@ -96,9 +101,9 @@ impl Fleet {
                 client_ca: Some(certs.ca_cert.clone()),
             }),
             mqtt_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-            auth_mode,
             ..EdgeConfig::default()
         };
+        tune(&mut config);
         let (tx, presence) = mpsc::channel(1024);
         let authenticator = Arc::new(StaticAuthenticator(tokens));
         let edge = Edge::start(config, broker.edge_endpoint(), authenticator, tx).await?;

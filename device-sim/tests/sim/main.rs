@@ -3,6 +3,7 @@
 //! through a rumqttc client, and a tiny HTTP file server on port 0 for
 //! downloads and uploads. Every wait has a timeout; no fixed ports.
 
+mod bench;
 mod support;
 mod task_flow;
 mod upgrade;

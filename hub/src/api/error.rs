@@ -4,7 +4,8 @@
 //! leak their details.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_RANGE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -23,25 +24,41 @@ pub enum ApiError {
     },
     /// 401: no or wrong credentials.
     Unauthorized(&'static str),
+    /// 403: a signed link that is missing, tampered with or expired.
+    Forbidden(String),
     /// 404: no such resource (or not the caller's).
     NotFound(&'static str),
+    /// 405: the path exists, not with this method.
+    MethodNotAllowed,
     /// 409: the resource's state forbids it.
     Conflict(String),
     /// 413: the body is too large.
     PayloadTooLarge,
     /// 415: the body is not JSON.
     UnsupportedMediaType,
+    /// 416: the `Range` cannot be served; answered with
+    /// `Content-Range: bytes */<size>`.
+    RangeNotSatisfiable {
+        /// Size of the whole file.
+        size: u64,
+        /// Why.
+        cause: String,
+    },
     /// 503: the hub is overloaded or shutting down; retry later.
     Unavailable,
     /// 500: a failure of the hub itself; details go to the log only.
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    status: u16,
-    message: &'a str,
-    cause: &'a str,
+/// The body of every error answer.
+#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The HTTP status, repeated.
+    pub status: u16,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The detail: a field, a parser's words, the state that forbids it.
+    pub cause: String,
 }
 
 impl ApiError {
@@ -61,7 +78,13 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, message.as_str(), cause.as_str())
             }
             Self::Unauthorized(cause) => (StatusCode::UNAUTHORIZED, "unauthorized", *cause),
+            Self::Forbidden(cause) => (StatusCode::FORBIDDEN, "forbidden", cause.as_str()),
             Self::NotFound(what) => (StatusCode::NOT_FOUND, "not found", *what),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed",
+                "see /openapi.json for the methods of this path",
+            ),
             Self::Conflict(cause) => (StatusCode::CONFLICT, "conflict", cause.as_str()),
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -72,6 +95,11 @@ impl IntoResponse for ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported media type",
                 "expected Content-Type: application/json",
+            ),
+            Self::RangeNotSatisfiable { cause, .. } => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range not satisfiable",
+                cause.as_str(),
             ),
             Self::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -89,17 +117,26 @@ impl IntoResponse for ApiError {
         };
         let body = ErrorBody {
             status: status.as_u16(),
-            message,
-            cause,
+            message: message.to_owned(),
+            cause: cause.to_owned(),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Self::RangeNotSatisfiable { size, .. } = &self {
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(CONTENT_RANGE, value);
+            }
+        }
+        response
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Busy | StoreError::Closed => Self::Unavailable,
+            StoreError::Busy | StoreError::Closed | StoreError::Overloaded => Self::Unavailable,
+            StoreError::Conflict(cause) => Self::Conflict(cause),
+            StoreError::UnknownCustomer(_) => Self::NotFound("unknown customer"),
+            StoreError::UnknownAppliances(_) => Self::NotFound("unknown appliance"),
             other => Self::Internal(other.to_string()),
         }
     }

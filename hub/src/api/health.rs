@@ -14,6 +14,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz))
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "the hub reads its database",
+        body = Object, example = json!({"status": "ok"})),
+        (status = 503, body = super::error::ErrorBody)))]
 async fn healthz(State(state): State<AppState>) -> Result<ApiJson<Value>, ApiError> {
     // A real read: proves the database answers.
     state

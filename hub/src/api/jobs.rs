@@ -1,24 +1,26 @@
 //! `/api/v1/jobs`: create a job, read its summary and its executions, and
-//! cancel it.
+//! cancel it. Operators (admin token) act on any appliance; a customer
+//! (its api key) on its own appliances and jobs only.
 //!
 //! A job is created with its targets (`{"applianceIds": [...]}`,
-//! `{"customerId": "..."}`; tags come with the tags API) and optionally a
+//! `{"customerId": "..."}`; tag targets come in phase 2) and optionally a
 //! policy: `rollout` (maxPerMinute, groups and successThresholdPercent,
 //! startAt, window), `abort`, `timeouts`, `retry` and `continuous`
-//! (`crate::rollout::policy` documents each field). The summary shows the
-//! counts per status of the latest attempt of each appliance, and the
-//! rollout's phase and progress.
+//! (`crate::rollout` documents each field). The summary shows the counts
+//! per status of the latest attempt of each appliance, and the rollout's
+//! phase and progress.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use protocol::{ExecutionStatus, JobDocument};
+use protocol::{ExecutionStatus, JobDocument, TaskType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::ApiError;
-use super::extract::{Admin, ApiJson, ApiPath, ApiQuery};
+use super::auth::Caller;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::AppState;
 use crate::jobs::{JobError, PlannedJob};
 use crate::model::JobId;
@@ -38,15 +40,19 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `POST /api/v1/jobs` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateJobRequest {
     /// One of the protocol's task types.
     pub task_type: String,
     /// The job document's fields (`taskType` may be repeated or omitted).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub document: Option<serde_json::Map<String, Value>>,
-    /// Where to run it.
+    /// Where to run it: exactly one of `{"applianceIds": [...]}`,
+    /// `{"customerId": "..."}` (or `{"tag": "..."}`, refused until tags
+    /// are targets).
+    #[schema(value_type = Object)]
     pub targets: Targets,
     /// Pace, groups, start time and window of the releases.
     #[serde(default)]
@@ -60,7 +66,7 @@ pub struct CreateJobRequest {
     /// Retries of FAILED and TIMED_OUT executions.
     #[serde(default)]
     pub retry: Option<Retry>,
-    /// Appliances the target gains later receive the task too.
+    /// Appliances the target (a customer) gains later receive the task too.
     #[serde(default)]
     pub continuous: bool,
 }
@@ -78,27 +84,31 @@ impl CreateJobRequest {
 }
 
 /// A job as `GET /api/v1/jobs/{id}` shows it: its summary and its rollout.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobView {
     /// Status, task type, counts per status.
     #[serde(flatten)]
     pub summary: JobSummary,
-    /// Phase and progress of the rollout (absent for jobs created before
-    /// rollouts existed).
+    /// Phase and progress of the rollout.
     pub rollout: Option<RolloutView>,
 }
 
 /// `POST /api/v1/jobs` answer.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobCreatedResponse {
     /// The new job.
+    #[schema(value_type = String)]
     pub job_id: JobId,
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "operators",
+    request_body = CreateJobRequest, security(("admin" = []), ("apiKey" = [])),
+    responses((status = 201, body = JobCreatedResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
 async fn create(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateJobRequest>,
 ) -> Result<(StatusCode, ApiJson<JobCreatedResponse>), ApiError> {
@@ -107,7 +117,7 @@ async fn create(
     let job_id = state
         .jobs
         .create_planned(PlannedJob {
-            customer_id: None,
+            customer_id: caller.customer(),
             document,
             targets: request.targets,
             policy,
@@ -135,6 +145,13 @@ fn parse_document(
             fields.insert("taskType".into(), Value::String(task_type.to_owned()));
         }
     }
+    if task_type == TaskType::CollectLog.as_str() && !fields.contains_key("uploadPath") {
+        // The hub gives each task its own signed upload link.
+        fields.insert(
+            "uploadPath".into(),
+            Value::String(crate::store::UPLOAD_PATH_PLACEHOLDER.to_owned()),
+        );
+    }
     JobDocument::from_value(Value::Object(fields))
         .map_err(|err| ApiError::bad_request("invalid job document", err))
 }
@@ -146,6 +163,7 @@ pub(crate) fn job_error(err: JobError) -> ApiError {
         | JobError::NoTargets
         | JobError::TooManyTargets(_)) => ApiError::bad_request("invalid targets or task", err),
         err @ JobError::UnknownAppliances(_) => ApiError::bad_request("unknown appliances", err),
+        err @ JobError::UnknownArtifact(_) => ApiError::bad_request("unknown artifact", err),
         err @ JobError::UnknownCustomer => ApiError::bad_request("unknown customer", err),
         err @ JobError::TagsNotSupported => ApiError::bad_request("invalid targets", err),
         JobError::InvalidPolicy(cause) => ApiError::bad_request("invalid job policy", cause),
@@ -159,27 +177,40 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
         .map_err(|_| ApiError::bad_request("invalid job id", "expected a UUID"))
 }
 
-/// The summary and rollout of a job.
-async fn job_view(state: &AppState, job_id: JobId) -> Result<ApiJson<JobView>, ApiError> {
-    let summary = state
-        .store
-        .job_summary(job_id)
-        .await?
-        .ok_or(ApiError::NotFound("unknown job"))?;
-    let rollout = state.store.rollout_view(job_id).await?;
-    Ok(ApiJson(JobView { summary, rollout }))
-}
-
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "operators",
+    params(("id" = String, Path)), security(("admin" = []), ("apiKey" = [])),
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn summary(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<JobView>, ApiError> {
-    job_view(&state, job_id(&id)?).await
+    let job_id = job_id(&id)?;
+    let summary = visible(&state, &caller, job_id).await?;
+    job_view(&state, summary).await
+}
+
+/// The summary with the job's rollout.
+async fn job_view(state: &AppState, summary: JobSummary) -> Result<ApiJson<JobView>, ApiError> {
+    let rollout = state.store.rollout_view(summary.job_id).await?;
+    Ok(ApiJson(JobView { summary, rollout }))
+}
+
+/// The job's summary, when the caller may see it (a customer sees its own
+/// jobs only; another's is a 404).
+async fn visible(state: &AppState, caller: &Caller, job_id: JobId) -> Result<JobSummary, ApiError> {
+    state
+        .store
+        .job_summary(job_id)
+        .await?
+        .filter(|summary| caller.may_see(summary.customer_id))
+        .ok_or(ApiError::NotFound("unknown job"))
 }
 
 /// Paging and filter of the executions list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionsQuery {
     /// Rows to skip.
@@ -195,7 +226,7 @@ pub struct ExecutionsQuery {
 }
 
 /// One page of executions.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionsPage {
     /// Executions matching the filter, in all pages.
@@ -208,13 +239,18 @@ pub struct ExecutionsPage {
     pub items: Vec<ExecutionView>,
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/executions", tag = "operators",
+    params(("id" = String, Path), ExecutionsQuery), security(("admin" = []), ("apiKey" = [])),
+    responses((status = 200, body = ExecutionsPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn executions(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ExecutionsQuery>,
 ) -> Result<ApiJson<ExecutionsPage>, ApiError> {
     let job_id = job_id(&id)?;
+    visible(&state, &caller, job_id).await?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request("invalid limit", "expected 1-1000"));
@@ -234,16 +270,16 @@ async fn executions(
             ))
         }
     };
-    let (offset, limit_rows) = (query.offset as usize, limit as usize);
+    let (offset, rows) = (query.offset as usize, limit as usize);
     let page = if all {
         state
             .store
-            .list_attempts(job_id, status, offset, limit_rows)
+            .list_attempts(job_id, status, offset, rows)
             .await?
     } else {
         state
             .store
-            .list_executions(job_id, status, offset, limit_rows)
+            .list_executions(job_id, status, offset, rows)
             .await?
     };
     let page = page.ok_or(ApiError::NotFound("unknown job"))?;
@@ -256,7 +292,8 @@ async fn executions(
 }
 
 /// Cancel options.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CancelQuery {
     /// Also end IN_PROGRESS executions.
@@ -264,17 +301,23 @@ pub struct CancelQuery {
     pub force: bool,
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "operators",
+    params(("id" = String, Path), CancelQuery), security(("admin" = []), ("apiKey" = [])),
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn cancel(
-    _: Admin,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<CancelQuery>,
 ) -> Result<ApiJson<JobView>, ApiError> {
     let job_id = job_id(&id)?;
+    visible(&state, &caller, job_id).await?;
     state
         .jobs
         .cancel(job_id, query.force)
         .await
         .map_err(job_error)?;
-    job_view(&state, job_id).await
+    let summary = visible(&state, &caller, job_id).await?;
+    job_view(&state, summary).await
 }

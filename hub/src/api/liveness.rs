@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use protocol::ApplianceId;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Admin, ApiJson, ApiPath};
 use super::AppState;
 use crate::store::ApplianceLiveness;
@@ -19,7 +19,11 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/appliances/{id}/liveness", get(liveness))
 }
 
-async fn liveness(
+#[utoipa::path(get, path = "/api/v1/appliances/{id}/liveness", tag = "operators",
+    params(("id" = String, Path)), security(("admin" = [])),
+    responses((status = 200, body = ApplianceLiveness), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn liveness(
     _: Admin,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,

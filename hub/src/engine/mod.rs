@@ -12,6 +12,8 @@
 //!   terminal states).
 //! - [`hub`]: the transitions the hub decides ([`release`], [`cancel`],
 //!   [`time_out`], [`remove`]) and [`next_attempt`] for retries.
+//! - [`effects`]: what a task that SUCCEEDED changes in the hub's picture
+//!   of its appliance (installed services, settings, storage).
 //!
 //! ```text
 //! QUEUED --release--> SENT --device--> IN_PROGRESS --device--> SUCCEEDED | FAILED | REJECTED
@@ -23,6 +25,7 @@
 //! FAILED | TIMED_OUT --next_attempt--> a new QUEUED attempt with a new taskId
 //! ```
 
+pub mod effects;
 pub mod execution;
 pub mod hub;
 

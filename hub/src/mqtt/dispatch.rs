@@ -1,19 +1,21 @@
 //! Handles device publishes concurrently, at most `max_in_flight` at once:
 //! parse the topic, throttle, let the [`DeviceGateway`] answer, publish the
-//! reply, then acknowledge the publish to the broker.
+//! reply.
 //!
-//! Handling is concurrent but acknowledgements are not: MQTT 3.1.1 wants
-//! PUBACKs in the order the PUBLISHes arrived, and rumqttd redelivers when
-//! they are not. An acker task therefore takes publishes in arrival order
-//! and acknowledges each once its handler is done. A slow handler delays
-//! later PUBACKs, never later handling.
+//! The broker's PUBACK is sent by the client as soon as a publish is read
+//! (in arrival order, as MQTT 3.1.1 wants): it only says the hub has the
+//! message. The acknowledgement that counts is the reply, sent after the
+//! transition is committed; an appliance that gets none repeats the request
+//! with the same clientToken, and the hub answers it without applying it
+//! twice. Acknowledging after handling instead would bound the hub's intake
+//! by the broker's in-flight window (rumqttd: 100) times the commit latency.
 
 use std::sync::Arc;
 
 use protocol::message::Reply;
 use protocol::{MessageKind, ReplyCode, Topic};
 use rumqttc::{AsyncClient, Publish, QoS};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -32,8 +34,6 @@ pub async fn run(
     tracker: TaskTracker,
 ) {
     let permits = Arc::new(Semaphore::new(max_in_flight.max(1)));
-    let (acks, ack_queue) = mpsc::channel(super::link::INBOUND_QUEUE);
-    tracker.spawn(acker(client.clone(), ack_queue));
     loop {
         let publish = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -49,33 +49,13 @@ pub async fn run(
                 Err(_) => break,
             },
         };
-        let (done, handled) = oneshot::channel();
-        if acks.send((publish.clone(), handled)).await.is_err() {
-            break;
-        }
         let client = client.clone();
         let gateway = gateway.clone();
         let throttle = throttle.clone();
         tracker.spawn(async move {
             handle(&client, &gateway, &throttle, &publish).await;
-            let _ = done.send(());
             drop(permit);
         });
-    }
-}
-
-/// Acknowledges publishes in arrival order, each once it was handled. A
-/// handler that never finished (the hub stopping) ends the acknowledgements:
-/// what is left unacknowledged is redelivered to the next session.
-async fn acker(client: AsyncClient, mut queue: mpsc::Receiver<(Publish, oneshot::Receiver<()>)>) {
-    while let Some((publish, handled)) = queue.recv().await {
-        if handled.await.is_err() {
-            break;
-        }
-        if let Err(err) = client.ack(&publish).await {
-            tracing::warn!(%err, "acknowledging a device message failed");
-            break;
-        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Drives the MQTT event loop: reconnects with backoff, subscribes on every
 //! CONNACK, and hands incoming publishes to the dispatcher's queue without
-//! ever waiting (a full queue is logged; the broker's in-flight window keeps
-//! it from happening, since unacknowledged publishes are bounded by it).
+//! ever waiting. When the queue is full the publish is dropped and counted:
+//! its appliance gets no reply and repeats the request, which is the
+//! protocol's own answer to an overloaded hub.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use super::MqttSettings;
 
 /// Capacity of the queue between the event loop and the dispatcher.
-pub const INBOUND_QUEUE: usize = 16_384;
+pub const INBOUND_QUEUE: usize = 65_536;
 
 /// Connects (lazily: the event loop connects when first polled) and returns
 /// the client and the queue of incoming device publishes.
@@ -58,7 +59,7 @@ impl Driver {
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     if let Err(err) = self.tx.try_send(publish) {
-                        tracing::error!(%err, "device message queue full; message left unacknowledged");
+                        tracing::warn!(%err, "device message queue full; message dropped, its appliance will repeat it");
                     }
                 }
                 Ok(_) => {}

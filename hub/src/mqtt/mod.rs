@@ -5,8 +5,8 @@
 //!   incoming publishes go to a bounded queue, (re)subscriptions to a task.
 //! - [`dispatch`] takes publishes off that queue and handles each in a task
 //!   of its own, at most `max_in_flight` at once, so one slow appliance
-//!   never stalls the others. A publish is acknowledged (PUBACK) only after
-//!   it was handled, so a hub that dies mid-way gets it again.
+//!   never stalls the others. The reply, sent after the commit, is the
+//!   acknowledgement that counts (see [`dispatch`]).
 //! - [`throttle`] answers 429 to an appliance that sends too fast.
 //! - [`outbox`] publishes the notifications the store saved with their
 //!   transitions, and deletes them once handed to the client.
@@ -44,7 +44,6 @@ impl MqttSettings {
         let mut options = MqttOptions::new(&self.client_id, &self.host, self.port);
         options
             .set_clean_session(false)
-            .set_manual_acks(true)
             .set_keep_alive(Duration::from_secs(30))
             .set_inflight(1000)
             .set_request_channel_capacity(10_000)

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::StatusCounts;
 
 /// Which terminal states count as failures for an abort criterion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FailureType {
     /// FAILED.
@@ -50,7 +50,7 @@ impl FailureType {
 /// Abort the job when, among at least `min_executed` executions that
 /// ended (SUCCEEDED, FAILED, REJECTED or TIMED_OUT), `threshold_percent` or
 /// more ended as `failure_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AbortCriterion {
     /// What counts as a failure.

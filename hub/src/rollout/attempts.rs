@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Millis;
 
 /// The `timeouts` object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Timeouts {
     /// A released execution must end within this time of its release.
@@ -46,7 +46,7 @@ impl Timeouts {
 }
 
 /// Which failures are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RetryOn {
     /// FAILED only.
@@ -62,7 +62,7 @@ pub enum RetryOn {
 /// (new taskId, executionNumber + 1) after a back-off doubling from
 /// `backoff_seconds` up to `max_backoff_seconds`, until `max_attempts`.
 /// REJECTED, CANCELED and rolled-back upgrades are never retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Retry {
     /// Attempts in all, the first included (1 = no retry).

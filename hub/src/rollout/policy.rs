@@ -54,7 +54,7 @@ fn refuse(field: &'static str, reason: impl Into<String>) -> PolicyError {
 }
 
 /// Everything that governs a job's executions besides its document.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobPolicy {
     /// Pace, groups, start time and window of the releases.
@@ -76,7 +76,7 @@ pub struct JobPolicy {
 }
 
 /// The `rollout` object.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rollout {
     /// At most this many releases in any minute.

@@ -126,15 +126,19 @@ macro_rules! text_serde {
 text_serde!(TimeOfDay, UtcOffset);
 
 /// A daily window `[start, end)` at a fixed offset from UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Window {
-    /// When it opens, local time.
+    /// When it opens, local time: `"HH:MM"`.
+    #[schema(value_type = String, example = "02:00")]
     pub start: TimeOfDay,
     /// When it closes, local time; earlier than `start` crosses midnight.
+    #[schema(value_type = String, example = "04:00")]
     pub end: TimeOfDay,
-    /// The local time's offset from UTC; UTC when absent.
+    /// The local time's offset from UTC (`"Z"`, `"+01:00"`); UTC when
+    /// absent.
     #[serde(default)]
+    #[schema(value_type = String, example = "+01:00")]
     pub utc_offset: UtcOffset,
 }
 

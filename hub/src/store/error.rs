@@ -45,6 +45,10 @@ pub enum StoreError {
         /// The newest migration this binary knows.
         supported: i64,
     },
+    /// The request conflicts with the current state (a duplicate, a task
+    /// already running). Nothing was written.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The batch this command was part of did not commit; nothing of it
     /// was written.
     #[error("batch not committed: {0}")]

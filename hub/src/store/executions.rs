@@ -8,9 +8,10 @@ use protocol::message::{Task, TaskSummary, UpdateParams, UpdateReplyData};
 use protocol::{ApplianceId, ExecutionStatus, JobDocument, ProductKey, TaskId};
 use rusqlite::{params, Connection, Row};
 
+use super::links::Resolver;
 use super::row::{self, get, int, int_opt, json_opt, parsed, sql_count};
 use super::writer::WriteCtx;
-use super::{outbox, schema, ExecutionView, OutboxMessage, StoreError, UpdateResult};
+use super::{outbox, schema, ExecutionView, OutboxMessage, StoreError, TaskLinks, UpdateResult};
 use crate::engine::{self, ExecutionState, HubAction, UpdateOutcome};
 use crate::model::JobId;
 
@@ -133,31 +134,48 @@ pub(crate) fn insert(
 }
 
 /// Writes a state back to its row (by rowid, read in this transaction:
-/// one index descent less than by task id).
+/// one index descent less than by task id). When the status did not change
+/// (progress reports), the status column is left out of the UPDATE, so
+/// SQLite neither re-checks it nor rewrites the partial indexes that
+/// depend on it.
 pub(crate) fn save(
     conn: &Connection,
     rowid: i64,
+    from: ExecutionStatus,
     state: &ExecutionState,
 ) -> Result<(), StoreError> {
-    let mut statement = conn.prepare_cached(
-        "UPDATE executions SET status = ?2, version_number = ?3, progress = ?4, \
-         status_details = ?5, result = ?6, error_message = ?7, client_tokens = ?8, \
-         sent_at = ?9, started_at = ?10, finished_at = ?11, updated_at = ?12 WHERE rowid = ?1",
-    )?;
-    statement.execute(params![
-        rowid,
-        state.status.as_str(),
-        version(state)?,
-        state.progress,
-        encode_json(state.status_details.as_ref())?,
-        encode_json(state.result.as_ref())?,
-        state.error_message,
-        encode_tokens(&state.recent_tokens)?,
-        state.sent_at,
-        state.started_at,
-        state.finished_at,
-        state.updated_at,
-    ])?;
+    const FIELDS: &str = "version_number = ?2, progress = ?3, status_details = ?4, \
+         result = ?5, error_message = ?6, client_tokens = ?7, sent_at = ?8, started_at = ?9, \
+         finished_at = ?10, updated_at = ?11";
+    static SAME_STATUS: LazyLock<String> =
+        LazyLock::new(|| format!("UPDATE executions SET {FIELDS} WHERE rowid = ?1"));
+    static NEW_STATUS: LazyLock<String> =
+        LazyLock::new(|| format!("UPDATE executions SET {FIELDS}, status = ?12 WHERE rowid = ?1"));
+    let version = version(state)?;
+    let details = encode_json(state.status_details.as_ref())?;
+    let result = encode_json(state.result.as_ref())?;
+    let tokens = encode_tokens(&state.recent_tokens)?;
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &rowid,
+        &version,
+        &state.progress,
+        &details,
+        &result,
+        &state.error_message,
+        &tokens,
+        &state.sent_at,
+        &state.started_at,
+        &state.finished_at,
+        &state.updated_at,
+    ];
+    let status = state.status.as_str();
+    let sql = if from == state.status {
+        &SAME_STATUS
+    } else {
+        values.push(&status);
+        &NEW_STATUS
+    };
+    conn.prepare_cached(sql)?.execute(values.as_slice())?;
     Ok(())
 }
 
@@ -192,7 +210,8 @@ pub(crate) fn record_update(
         Err(rejection) => Ok(UpdateResult::Rejected(rejection)),
         Ok(UpdateOutcome::Duplicate { reply }) => Ok(UpdateResult::Duplicate(reply)),
         Ok(UpdateOutcome::Applied { state, reply }) => {
-            save(conn, record.rowid, &state)?;
+            // With the task's domain effects, when it SUCCEEDED.
+            super::effects::save_transition(conn, &record, &state, now)?;
             ctx.moved(record.job_id, Some(record.state.status), state.status, now);
             Ok(UpdateResult::Accepted(reply))
         }
@@ -258,11 +277,12 @@ pub(crate) fn apply_hub_all(
 ) -> Result<Vec<OutboxMessage>, StoreError> {
     let conn = ctx.conn();
     let mut documents: HashMap<JobId, JobDocument> = HashMap::new();
+    let mut resolver = Resolver::new(conn, ctx.links());
     let mut messages = Vec::new();
     for (record, product_key) in records {
         let outcome = engine::apply_hub(&record.state, action, now)
             .map_err(|e| StoreError::Corrupt(format!("{}: {e}", record.task_id)))?;
-        save(conn, record.rowid, &outcome.state)?;
+        save(conn, record.rowid, record.state.status, &outcome.state)?;
         let (from, to) = (record.state.status, outcome.state.status);
         ctx.moved(record.job_id, Some(from), to, now);
         if !outcome.notify {
@@ -276,7 +296,8 @@ pub(crate) fn apply_hub_all(
         };
         let appliance = record.appliance_id;
         let state = outcome.state;
-        let task = to_task(ExecutionRecord { state, ..record }, document);
+        let mut task = to_task(ExecutionRecord { state, ..record }, document);
+        resolver.attach(&mut task)?;
         messages.push(outbox::push_notify(
             conn,
             appliance,
@@ -336,14 +357,17 @@ pub(crate) static LIST_TASKS: LazyLock<String> = LazyLock::new(|| {
 /// `$next`.
 pub(crate) fn next_task(
     conn: &Connection,
+    links: Option<&dyn TaskLinks>,
     appliance: ApplianceId,
 ) -> Result<Option<Task>, StoreError> {
-    one_task(conn, &NEXT_TASK, params![appliance.to_string()])
+    let task = one_task(conn, &NEXT_TASK, params![appliance.to_string()])?;
+    with_links(conn, links, task)
 }
 
 /// One of the appliance's own released tasks.
 pub(crate) fn get_task(
     conn: &Connection,
+    links: Option<&dyn TaskLinks>,
     appliance: ApplianceId,
     task_id: &TaskId,
 ) -> Result<Option<Task>, StoreError> {
@@ -355,7 +379,21 @@ pub(crate) fn get_task(
             queued = ExecutionStatus::Queued.as_str(),
         )
     });
-    one_task(conn, &SQL, params![task_id.as_str(), appliance.to_string()])
+    let task = one_task(conn, &SQL, params![task_id.as_str(), appliance.to_string()])?;
+    with_links(conn, links, task)
+}
+
+/// A task as its appliance sees it, with freshly signed links.
+fn with_links(
+    conn: &Connection,
+    links: Option<&dyn TaskLinks>,
+    task: Option<Task>,
+) -> Result<Option<Task>, StoreError> {
+    let Some(mut task) = task else {
+        return Ok(None);
+    };
+    Resolver::new(conn, links).attach(&mut task)?;
+    Ok(Some(task))
 }
 
 fn one_task(

@@ -37,10 +37,11 @@ pub struct HeartbeatBatch {
 }
 
 /// An appliance's liveness, as operators see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplianceLiveness {
     /// ONLINE, OFFLINE or REMOVED.
+    #[schema(value_type = String)]
     pub status: ApplianceStatus,
     /// Connected at the device edge now.
     pub edge_connected: bool,
@@ -59,6 +60,7 @@ pub struct ApplianceLiveness {
     /// When the token sent by a renewal not yet confirmed expires.
     pub next_token_expires_at: Option<i64>,
     /// The task carrying that token.
+    #[schema(value_type = Option<String>)]
     pub token_renewal_task: Option<TaskId>,
 }
 

@@ -17,7 +17,10 @@ use crate::engine::{self, ExecutionState};
 use crate::model::{JobId, JobStatus, StatusCounts};
 
 /// Creates the job and its QUEUED executions; the counters start at
-/// `queued = n`. A job without targets is complete from the start.
+/// `queued = n`. A job without targets is complete from the start. The job
+/// gets its rollout row with an empty policy (everything released at once),
+/// which [`super::rollouts::create`] then sets, so that every job, however
+/// created, is released by the scheduler.
 pub(crate) fn create(conn: &Connection, job: NewJob) -> Result<JobCreated, StoreError> {
     if let Some(customer) = job.customer_id {
         if !appliances::customer_exists(conn, customer)? {
@@ -74,6 +77,7 @@ pub(crate) fn create(conn: &Connection, job: NewJob) -> Result<JobCreated, Store
             &state,
         )?;
     }
+    super::rollouts::insert_default(conn, job.job_id, targets.len(), job.now)?;
     Ok(JobCreated {
         job_id: job.job_id,
         executions: targets.len(),

@@ -19,18 +19,29 @@
 //! is found with [`Store::pending_outbox`].
 //!
 //! Reads use their own connections (a small pool), run on tokio's blocking
-//! threads.
+//! threads. A checkpointer thread copies the WAL into the database file
+//! behind the writer, so that commits do not wait for it.
 //!
 //! Layout: `schema` (pragmas, migrations), `writer` (thread, batches,
-//! counters), `readers` (pool), `row` (decoding), one file per table group
-//! (`appliances`, `jobs`, `executions`, `outbox`), `types` (public values).
+//! counters), `checkpoint`, `readers` (pool), `row` (decoding), one file per
+//! table group (`appliances`, `jobs`, `executions`, `outbox`), `types`
+//! (public values).
 //! A dropped command future does not cancel a write already queued.
 
 mod appliances;
+mod artifacts;
+mod catalog;
+mod checkpoint;
+mod customers;
+mod effects;
 mod error;
 mod executions;
+mod fleet;
+mod fleet_types;
 mod heartbeats;
 mod jobs;
+mod links;
+mod logs;
 mod outbox;
 mod readers;
 mod release;
@@ -40,6 +51,7 @@ mod rollouts;
 mod row;
 mod schema;
 mod targets;
+mod telemetry;
 mod timeouts;
 mod tokens;
 mod types;
@@ -59,10 +71,20 @@ use rusqlite::Connection;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
+pub use artifacts::{Artifact, ArtifactQuery, ArtifactSort};
+pub use catalog::{NewApplianceVersion, NewServiceVersion};
 pub use error::StoreError;
+pub use fleet_types::{
+    ApplianceFilter, ApplianceRecord, ApplianceVersionView, AuditEntry, Capacity, CustomerView,
+    InstalledService, NewCustomer, NewRegistration, OpenTask, Paging, Registered,
+    ServiceVersionView, TagView, TaskCreated, TaskRequest, TaskView,
+};
 pub use heartbeats::{ApplianceLiveness, HeartbeatBatch};
+pub use links::{downloads, TaskLinks, UPLOAD_PATH_PLACEHOLDER};
+pub use logs::{accepts_upload, LogRecorded, LogTask, LogUpload};
 pub use rollout_view::RolloutView;
 pub use rollouts::{RolloutStep, TargetSelector};
+pub use telemetry::{MAX_SAMPLES, RETENTION_MS};
 pub use tokens::{RenewalsSettled, TOKEN_FIELD};
 pub use types::{
     ApplianceCredentials, ExecutionView, JobCreated, JobSummary, NewJob, OutboxMessage, Page,
@@ -153,7 +175,9 @@ impl std::fmt::Debug for Store {
 
 struct Inner {
     commands: Option<mpsc::Sender<Command>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    links: Option<Arc<dyn TaskLinks>>,
+    /// The writer, then the checkpointer (which stops when the writer does).
+    threads: Mutex<Vec<JoinHandle<()>>>,
     readers: Arc<Readers>,
     stats: Arc<Stats>,
 }
@@ -163,9 +187,13 @@ impl Drop for Inner {
         // Closing the channel lets the writer finish what is queued and stop.
         self.commands.take();
         self.readers.close();
-        let handle = self.writer.get_mut().ok().and_then(Option::take);
-        if let Some(handle) = handle {
-            let _ = handle.join();
+        let threads = self
+            .threads
+            .get_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        for thread in threads {
+            let _ = thread.join();
         }
     }
 }
@@ -174,6 +202,16 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, applies pending
     /// migrations in one transaction, and starts the writer thread.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        Self::open_with_links(path, options, None)
+    }
+
+    /// [`Store::open`] with the signer of the links tasks carry (`jobFile`,
+    /// a collectLog's `uploadPath`); without one, tasks go out as stored.
+    pub fn open_with_links(
+        path: &Path,
+        options: StoreOptions,
+        links: Option<Arc<dyn TaskLinks>>,
+    ) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Io(Arc::new(e)))?;
         }
@@ -183,33 +221,51 @@ impl Store {
         let readers = Arc::new(Readers::new(path, options.readers.max(1)));
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
-        let handle = writer::spawn(conn, rx, options.max_batch.max(1), Arc::clone(&stats))
-            .map_err(|e| StoreError::Io(Arc::new(e)))?;
+        let (nudge, checkpointer) = checkpoint::spawn(path, &options)?;
+        let writer = writer::spawn(
+            conn,
+            rx,
+            options.max_batch.max(1),
+            Arc::clone(&stats),
+            nudge,
+            links.clone(),
+        )
+        .map_err(|e| StoreError::Io(Arc::new(e)))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 commands: Some(tx),
-                writer: Mutex::new(Some(handle)),
+                links,
+                threads: Mutex::new(vec![writer, checkpointer]),
                 readers,
                 stats,
             }),
         })
     }
 
-    /// Finishes every queued command, stops the writer and waits for its
-    /// thread. Later calls on any clone answer [`StoreError::Closed`].
+    /// Finishes every queued command, stops the writer and the checkpointer
+    /// and waits for their threads. Later calls on any clone answer
+    /// [`StoreError::Closed`].
     pub async fn close(&self) -> Result<(), StoreError> {
         self.inner.readers.close();
         if let Some(commands) = &self.inner.commands {
             // Fails only if the writer already stopped.
             let _ = commands.send(Command::Shutdown).await;
         }
-        let handle = self.inner.writer.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            tokio::task::spawn_blocking(move || handle.join())
-                .await
-                .map_err(|_| StoreError::Closed)?
-                .map_err(|_| StoreError::Closed)?;
-        }
+        let threads = self
+            .inner
+            .threads
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(JoinHandle::join)
+                .collect::<Result<Vec<()>, _>>()
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+        .map_err(|_| StoreError::Closed)?;
         Ok(())
     }
 
@@ -436,7 +492,8 @@ impl Store {
 
     /// `$next`: the appliance's oldest SENT or IN_PROGRESS execution.
     pub async fn next_task(&self, appliance: ApplianceId) -> Result<Option<Task>, StoreError> {
-        self.read(move |conn| executions::next_task(conn, appliance))
+        let links = self.inner.links.clone();
+        self.read(move |conn| executions::next_task(conn, links.as_deref(), appliance))
             .await
     }
 
@@ -456,7 +513,8 @@ impl Store {
         task_id: &TaskId,
     ) -> Result<Option<Task>, StoreError> {
         let task_id = task_id.clone();
-        self.read(move |conn| executions::get_task(conn, appliance, &task_id))
+        let links = self.inner.links.clone();
+        self.read(move |conn| executions::get_task(conn, links.as_deref(), appliance, &task_id))
             .await
     }
 

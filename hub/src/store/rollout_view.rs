@@ -10,10 +10,12 @@ use crate::model::{JobId, JobStatus, RolloutPhase};
 use crate::rollout::JobPolicy;
 
 /// A job's rollout, as the job summary shows it (`rollout`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutView {
-    /// Where the rollout stands.
+    /// Where the rollout stands: WAITING_START, WAITING_WINDOW, RELEASING,
+    /// STAGE_GATED, COMPLETED, ABORTED or CANCELED.
+    #[schema(value_type = String)]
     pub phase: RolloutPhase,
     /// The group being released, from 0.
     pub group: u32,
@@ -30,7 +32,9 @@ pub struct RolloutView {
     pub next_release_at: Option<i64>,
     /// Why the job was aborted.
     pub abort_reason: Option<String>,
-    /// What the job targets.
+    /// What the job targets: `{"applianceIds": <count>}`,
+    /// `{"customerId": "..."}` or `{"tag": "..."}`.
+    #[schema(value_type = Object)]
     pub targets: TargetSelector,
     /// The job's policy as set at creation.
     pub policy: JobPolicy,

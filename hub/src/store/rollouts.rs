@@ -204,9 +204,13 @@ pub(crate) fn create(
         _ => RolloutPhase::Releasing,
     };
     let targets_due_at = policy.continuous.then_some(now + TARGETS_INTERVAL_MS);
+    let wake_at = match phase {
+        RolloutPhase::WaitingStart => policy.rollout.start_at,
+        _ => None,
+    };
     conn.prepare_cached(
-        "INSERT INTO job_rollouts (job_id, policy, targets, phase, active, first_total, \
-         targets_due_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "UPDATE job_rollouts SET policy = ?2, targets = ?3, phase = ?4, active = ?5, \
+         targets_due_at = ?6, wake_at = ?7 WHERE job_id = ?1",
     )?
     .execute(params![
         id,
@@ -214,11 +218,38 @@ pub(crate) fn create(
         serde_json::to_string(&TargetSelector::of(targets, created.executions))?,
         phase.as_str(),
         !empty,
-        sql_count(created.executions),
         targets_due_at,
-        now,
+        wake_at,
     ])?;
     Ok(Some(created))
+}
+
+/// The rollout row of a job just created with `executions` executions:
+/// an empty policy, every execution released at once.
+pub(crate) fn insert_default(
+    conn: &Connection,
+    job: JobId,
+    executions: usize,
+    now: i64,
+) -> Result<(), StoreError> {
+    let phase = if executions == 0 {
+        RolloutPhase::Completed
+    } else {
+        RolloutPhase::Releasing
+    };
+    conn.prepare_cached(
+        "INSERT INTO job_rollouts (job_id, policy, targets, phase, active, first_total, \
+         updated_at) VALUES (?1, '{}', ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        job.to_string(),
+        serde_json::to_string(&TargetSelector::ApplianceIds(executions as u64))?,
+        phase.as_str(),
+        executions > 0,
+        sql_count(executions),
+        now,
+    ])?;
+    Ok(())
 }
 
 static LOAD_SQL: LazyLock<String> = LazyLock::new(|| {

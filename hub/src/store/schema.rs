@@ -13,7 +13,7 @@ use protocol::{ExecutionStatus, MessageKind, TaskType};
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::{StoreError, StoreOptions};
-use crate::model::{ApplianceStatus, JobStatus, RolloutPhase};
+use crate::model::{ApplianceStatus, JobStatus, RolloutPhase, ServiceStatus};
 
 struct Migration {
     version: i64,
@@ -26,6 +26,16 @@ const MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "001_initial",
         sql: include_str!("migrations/001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "002_rest_surface",
+        sql: include_str!("migrations/002_rest_surface.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "003_artifacts",
+        sql: include_str!("migrations/003_artifacts.sql"),
     },
     Migration {
         version: 4,
@@ -42,6 +52,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Page cache of the writer, in KiB (negative = KiB for `cache_size`).
 const WRITER_CACHE_KIB: i64 = -65_536;
+
+/// WAL pages at which the writer checkpoints by itself, a fallback for a
+/// checkpointer that falls behind (SQLite's default is 1,000; the
+/// checkpointer normally keeps the WAL a few batches long).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 8_000;
 
 /// The newest schema version this binary knows.
 pub(crate) fn latest_version() -> i64 {
@@ -112,6 +127,10 @@ fn value_lists() -> Vec<(&'static str, Vec<&'static str>)> {
         (
             "TASK_TYPES",
             TaskType::ALL.iter().map(|t| t.as_str()).collect(),
+        ),
+        (
+            "SERVICE_STATUSES",
+            ServiceStatus::ALL.iter().map(|s| s.as_str()).collect(),
         ),
         (
             "OUTBOX_KINDS",
@@ -192,7 +211,21 @@ pub(crate) fn configure_writer(
     // working set of a large rollout (the default 2 MiB spills to disk).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)?;
     conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Settings of the checkpointer's connection: the writer's durability
+/// (`synchronous` decides whether a checkpoint syncs the WAL and the
+/// database file), no automatic checkpoint of its own.
+pub(crate) fn configure_checkpointer(
+    conn: &Connection,
+    options: &StoreOptions,
+) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", options.synchronous.as_str())?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(())
 }
 

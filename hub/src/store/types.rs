@@ -92,18 +92,23 @@ pub struct ApplianceCredentials {
 }
 
 /// A job and its counters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobSummary {
     /// Its id.
+    #[schema(value_type = String)]
     pub job_id: JobId,
     /// Its owner, if a customer's.
+    #[schema(value_type = Option<String>)]
     pub customer_id: Option<CustomerId>,
     /// The document's task type.
+    #[schema(value_type = String)]
     pub task_type: TaskType,
     /// Where it stands.
+    #[schema(value_type = String)]
     pub status: JobStatus,
     /// Executions per status (kept incrementally, never counted).
+    #[schema(value_type = Object)]
     pub counts: StatusCounts,
     /// Creation time.
     pub created_at: i64,
@@ -122,16 +127,20 @@ pub struct Page<T> {
 }
 
 /// One execution as operators see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionView {
     /// This attempt's task id.
+    #[schema(value_type = String)]
     pub task_id: TaskId,
     /// Its job.
+    #[schema(value_type = String)]
     pub job_id: JobId,
     /// Its appliance.
+    #[schema(value_type = String)]
     pub appliance_id: ApplianceId,
     /// Current status.
+    #[schema(value_type = String)]
     pub status: ExecutionStatus,
     /// Attempt number.
     pub execution_number: u32,
@@ -140,8 +149,10 @@ pub struct ExecutionView {
     /// Last progress.
     pub progress: Option<u8>,
     /// Last status details.
+    #[schema(value_type = Option<Object>)]
     pub status_details: Option<BTreeMap<String, String>>,
     /// Reported result.
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Map<String, Value>>,
     /// Reported error.
     pub error_message: Option<String>,

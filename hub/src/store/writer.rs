@@ -1,10 +1,12 @@
 //! The writer thread: group commit of every queued command.
 //!
 //! One loop: wait for a command, take every other command already queued
-//! (up to `max_batch`), `BEGIN IMMEDIATE`, run each in a SAVEPOINT (a
-//! failing command rolls back only itself), apply the job counter deltas
-//! aggregated per job, `COMMIT`, then answer every caller. When the commit
-//! fails, every caller of the batch gets the error and nothing of it stays.
+//! (up to `max_batch`), `BEGIN IMMEDIATE`, run each isolated from the
+//! others (in a SAVEPOINT, or as a single statement: a failing command
+//! undoes only itself), apply the job counter deltas aggregated per job,
+//! `COMMIT`, then answer every caller and nudge the checkpointer. When the
+//! commit fails, every caller of the batch gets the error and nothing of it
+//! stays.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,8 +17,9 @@ use protocol::ExecutionStatus;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Nudge;
 use super::schema::counter_column;
-use super::{StoreError, StoreStats};
+use super::{StoreError, StoreStats, TaskLinks};
 use crate::model::{JobId, JobStatus};
 
 /// A message to the writer.
@@ -60,7 +63,8 @@ impl Command {
 
 /// One command: run inside the batch, answered after the commit.
 pub(crate) trait Operation: Send {
-    /// Runs in its own savepoint; returns the answer to deliver later.
+    /// Runs isolated from the other commands of the batch; returns the
+    /// answer to deliver after the commit.
     fn run(self: Box<Self>, ctx: &mut WriteCtx<'_>) -> Box<dyn Answer>;
     /// Answers without running (the batch could not start).
     fn refuse(self: Box<Self>, error: StoreError);
@@ -161,6 +165,7 @@ impl CounterDeltas {
 /// transaction) and the counter bookkeeping.
 pub(crate) struct WriteCtx<'c> {
     conn: &'c Connection,
+    links: Option<&'c dyn TaskLinks>,
     batch: CounterDeltas,
     command: CounterDeltas,
     broken: Option<StoreError>,
@@ -170,6 +175,11 @@ impl<'c> WriteCtx<'c> {
     /// The write connection, inside the batch's transaction.
     pub(crate) fn conn(&self) -> &'c Connection {
         self.conn
+    }
+
+    /// The signer of the links tasks carry, if the store has one.
+    pub(crate) fn links(&self) -> Option<&'c dyn TaskLinks> {
+        self.links
     }
 
     /// Records that an execution of `job` moved `from` -> `to` (`from` None
@@ -318,15 +328,28 @@ static COUNTERS_SQL: LazyLock<String> = LazyLock::new(|| {
 
 /// Starts the writer thread; it owns `conn` and stops when the channel is
 /// closed (every sender dropped, or a [`Command::Shutdown`]) and drained.
+/// It nudges the checkpointer after each commit, and stops it by dropping
+/// the nudge when it stops.
 pub(crate) fn spawn(
     conn: Connection,
     commands: mpsc::Receiver<Command>,
     max_batch: usize,
     stats: Arc<Stats>,
+    checkpointer: Nudge,
+    links: Option<Arc<dyn TaskLinks>>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, commands, max_batch, &stats))
+        .spawn(move || {
+            run(
+                conn,
+                commands,
+                max_batch,
+                &stats,
+                &checkpointer,
+                links.as_deref(),
+            )
+        })
 }
 
 fn run(
@@ -334,6 +357,8 @@ fn run(
     mut commands: mpsc::Receiver<Command>,
     max_batch: usize,
     stats: &Stats,
+    checkpointer: &Nudge,
+    links: Option<&dyn TaskLinks>,
 ) {
     let mut batch: Vec<Box<dyn Operation>> = Vec::with_capacity(max_batch);
     while let Some(first) = commands.blocking_recv() {
@@ -353,17 +378,19 @@ fn run(
             // Refuse new commands; those already queued are still received.
             commands.close();
         }
-        if !batch.is_empty() {
-            run_batch(&mut conn, batch.drain(..), stats);
+        if !batch.is_empty() && run_batch(&mut conn, batch.drain(..), stats, links) {
+            checkpointer.send();
         }
     }
 }
 
+/// Runs one batch; true when it committed.
 fn run_batch(
     conn: &mut Connection,
     ops: impl ExactSizeIterator<Item = Box<dyn Operation>>,
     stats: &Stats,
-) {
+    links: Option<&dyn TaskLinks>,
+) -> bool {
     stats
         .commands
         .fetch_add(ops.len() as u64, Ordering::Relaxed);
@@ -376,10 +403,11 @@ fn run_batch(
         for op in ops {
             op.refuse(error.clone());
         }
-        return;
+        return false;
     }
     let mut ctx = WriteCtx {
         conn,
+        links,
         batch: CounterDeltas::default(),
         command: CounterDeltas::default(),
         broken: None,
@@ -391,6 +419,7 @@ fn run_batch(
             for answer in answers {
                 answer.deliver(None);
             }
+            true
         }
         Err(error) => {
             if !conn.is_autocommit() {
@@ -400,6 +429,7 @@ fn run_batch(
             for answer in answers {
                 answer.deliver(Some(&error));
             }
+            false
         }
     }
 }

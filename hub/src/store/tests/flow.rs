@@ -469,3 +469,37 @@ async fn outbox_is_acknowledged_once() {
     assert_eq!(left, released[2..]);
     assert_eq!(fx.counts(job).await, counts(&[(S::Sent, 3)]));
 }
+
+#[tokio::test]
+async fn progress_reports_update_the_row_and_keep_the_task_open() {
+    let fx = Fixture::new();
+    let appliance = fx.appliances(None, 1).await[0];
+    let job = fx.job(&[appliance]).await;
+    let task = fx.release(job, 1).await[&appliance].clone();
+    let store = &fx.store;
+    for (i, progress) in [10, 50, 90].into_iter().enumerate() {
+        let mut report = update(&task, R::InProgress);
+        report.progress = Some(progress);
+        let result = within(store.record_update(appliance, report, T0 + 20 + i as i64)).await;
+        assert!(
+            matches!(result, Ok(UpdateResult::Accepted(_))),
+            "{result:?}"
+        );
+    }
+    let next = within(store.next_task(appliance))
+        .await
+        .expect("next")
+        .expect("still open");
+    assert_eq!(
+        (next.status, next.progress, next.version_number),
+        (S::InProgress, Some(90), 5)
+    );
+    assert_eq!(
+        within(store.list_tasks(appliance))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert_eq!(fx.counts(job).await, counts(&[(S::InProgress, 1)]));
+}

@@ -1,9 +1,12 @@
 //! Store tests on temp-dir databases. Helpers here; one module per feature:
-//! `flow` (jobs and device updates end to end), `liveness` (heartbeats,
-//! clock skew, token renewal), `rollouts` (rollout policies with time
-//! passed in), `writer` (group commit, overload, close and reopen, corrupt
-//! rows).
+//! `flow` (jobs and device updates end to end), `writer` (group commit,
+//! overload, close and reopen, corrupt rows), `artifacts` (catalogue, task
+//! links, log uploads), `fleet` (the REST surface's registration, tasks,
+//! effects and metrics), `liveness` (heartbeats, clock skew, token
+//! renewal), `rollouts` (rollout policies with time passed in).
 
+mod artifacts;
+mod fleet;
 mod flow;
 mod liveness;
 mod rollouts;

@@ -1,0 +1,461 @@
+//! The original backend's REST surface end to end: a customer registers an
+//! appliance with its register token, the appliance connects over TLS with
+//! the token and CA it was given, the frontend installs a service and the
+//! finished task shows in the `/ui/` list; then the rest of the appliance's
+//! lifecycle (toggle, settings, storage, metrics, delete).
+
+use std::net::SocketAddr;
+
+use protocol::{MessageKind, ReplyCode, TaskType};
+use reqwest::Method;
+use serde_json::{json, Value};
+use tests::appliance::Identity;
+use tests::hub::TestCustomer;
+use tests::{wait_until, TestAppliance, TestHub};
+
+const GIB: u64 = 1 << 30;
+
+/// Publishes `dns` 1.4.2 (1 core, 1 GiB) and 1.5.0 (2 cores, 2 GiB).
+async fn publish_dns(hub: &TestHub) -> anyhow::Result<()> {
+    for (version, cpu, memory) in [("1.4.2", 1.0, GIB), ("1.5.0", 2.0, 2 * GIB)] {
+        let body = json!({"serviceCode": "dns", "serviceName": "DNS", "version": version,
+            "branch": "stable", "imagePath": format!("services/dns/{version}.tar"),
+            "imageSha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+            "requestCpu": cpu, "requestMemory": memory});
+        let (status, answer) = hub.post("/api/v1/service-versions", &body).await?;
+        assert_eq!(status, 201, "{answer}");
+    }
+    Ok(())
+}
+
+/// Registers an appliance of `customer` (4 cores, 8 GiB) and returns the
+/// whole answer.
+pub async fn register(hub: &TestHub, customer: &TestCustomer) -> anyhow::Result<Value> {
+    let facts = json!({"hostname": "va-1", "ipv4Address": "192.0.2.10", "version": "3.1.4",
+        "totalCpu": 4, "totalMemory": 8 * GIB, "totalStorage": 100 * GIB});
+    let (status, answer) = hub
+        .call(
+            Method::POST,
+            "/va/register/",
+            Some(&customer.registration_token),
+            Some(&facts),
+        )
+        .await?;
+    assert_eq!(status, 201, "{answer}");
+    Ok(answer)
+}
+
+/// Connects the registered appliance over TLS with what registration gave.
+async fn connect(hub: &TestHub, registered: &Value) -> anyhow::Result<TestAppliance> {
+    let identity: Identity = serde_json::from_value(registered.clone())?;
+    let port = registered["iotPort"].as_u64().unwrap_or_default();
+    assert_eq!(
+        Some(port),
+        hub.hub().mqtts_addr().map(|a| u64::from(a.port()))
+    );
+    let ca = registered["caCert"].as_str().unwrap_or_default().as_bytes();
+    let addr = SocketAddr::from(([127, 0, 0, 1], u16::try_from(port)?));
+    TestAppliance::connect_tls(&identity, addr, ca).await
+}
+
+/// Receives the notify of `task_id` and reports SUCCEEDED with `result`.
+async fn complete(
+    appliance: &mut TestAppliance,
+    task_id: &str,
+    result: Value,
+) -> anyhow::Result<TaskType> {
+    let task = appliance.notify().await?.params.task;
+    assert_eq!(task.task_id.as_str(), task_id);
+    let reply = appliance
+        .update(json!({"taskId": task_id, "status": "SUCCEEDED", "result": result}))
+        .await?;
+    assert_eq!(reply.code, ReplyCode::Ok, "{}", reply.message);
+    Ok(task.job_document.task_type())
+}
+
+async fn ui(
+    hub: &TestHub,
+    customer: &TestCustomer,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<(u16, Value)> {
+    hub.call(method, path, Some(&customer.api_key), body).await
+}
+
+/// Waits until every notify written so far is published (the outbox is
+/// empty), so that the database changes only on request.
+async fn settled(hub: &TestHub) -> anyhow::Result<()> {
+    wait_until("the outbox drained", || async {
+        Ok(hub.hub().store().pending_outbox(1).await?.is_empty())
+    })
+    .await
+}
+
+fn task_id(answer: &Value) -> String {
+    answer["taskId"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_appliance_installs_a_service_from_the_frontend() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = TestHub::start(dir.path()).await?;
+    publish_dns(&hub).await?;
+    let customer = hub.customer("ACME").await?;
+    let registered = register(&hub, &customer).await?;
+    let id = registered["applianceId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(registered["iotHost"], "localhost");
+    assert_eq!(registered["productKey"], "va");
+    let mut appliance = connect(&hub, &registered).await?;
+
+    let install = json!({"applianceId": id, "version": "1.4.2"});
+    let (status, answer) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        "/ui/services/dns/install/",
+        Some(&install),
+    )
+    .await?;
+    assert_eq!(status, 202, "{answer}");
+    let task = task_id(&answer);
+    let (status, twice) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        "/ui/services/dns/install/",
+        Some(&install),
+    )
+    .await?;
+    assert_eq!(status, 409, "one package change at a time: {twice}");
+    let task_type = complete(&mut appliance, &task, json!({})).await?;
+    assert_eq!(task_type, TaskType::InstallService);
+
+    let (status, view) = ui(
+        &hub,
+        &customer,
+        Method::GET,
+        &format!("/ui/tasks/{task}/"),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200);
+    assert_eq!(
+        view,
+        json!({"delivered": true, "status": "SUCCEEDED", "result": {}, "error_message": null})
+    );
+
+    let (status, list) = ui(&hub, &customer, Method::GET, "/ui/appliances/", None).await?;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["total"], 1);
+    let item = &list["items"][0];
+    assert_eq!(item["applianceId"], id.as_str());
+    assert_eq!(item["status"], "ONLINE");
+    assert_eq!(
+        item["services"],
+        json!([{"serviceCode": "dns", "version": "1.4.2",
+        "status": "enabled", "health": null}])
+    );
+    assert_eq!(item["cpu"]["requested"], 1.0);
+
+    // Installing what is installed is OK and creates nothing.
+    settled(&hub).await?;
+    let before = hub.fingerprint().await?;
+    let (status, answer) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        "/ui/services/dns/install",
+        Some(&install),
+    )
+    .await?;
+    assert_eq!((status, &answer["taskId"]), (200, &Value::Null), "{answer}");
+    assert_eq!(hub.fingerprint().await?, before);
+
+    // The services list shows the newer version as an upgrade.
+    let (_, services) = ui(
+        &hub,
+        &customer,
+        Method::GET,
+        &format!("/ui/appliances/{id}/services"),
+        None,
+    )
+    .await?;
+    assert_eq!(services["items"][0]["installedVersion"], "1.4.2");
+    assert_eq!(services["items"][0]["latestVersion"], "1.5.0");
+    assert_eq!(services["items"][0]["upgradable"], true);
+    hub.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_tasks_change_the_appliance_the_frontend_sees() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = TestHub::start(dir.path()).await?;
+    publish_dns(&hub).await?;
+    let customer = hub.customer("ACME").await?;
+    let registered = register(&hub, &customer).await?;
+    let id = registered["applianceId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut appliance = connect(&hub, &registered).await?;
+    let path = |tail: &str| format!("/ui/appliances/{id}/{tail}");
+
+    // Metrics over MQTT are stored and answer the storage endpoint.
+    let sample = json!({"id": "m-1", "version": "1.0", "params": {"time": 1, "cpu": {"cores": 4,
+        "usagePercent": 12.5}, "memory": {"totalBytes": 8 * GIB, "usedBytes": GIB},
+        "storage": [{"volume": "data", "totalBytes": 50 * GIB, "usedBytes": GIB}]}});
+    appliance
+        .publish_raw(MessageKind::MetricsPost, serde_json::to_vec(&sample)?)
+        .await?;
+    wait_until("the metrics sample", || async {
+        let (_, storage) = ui(&hub, &customer, Method::GET, &path("storage"), None).await?;
+        Ok(storage["volumes"][0]["totalBytes"] == json!(50 * GIB))
+    })
+    .await?;
+
+    // Storage: one extension at a time; the figures grow when it succeeds.
+    let extend = json!({"extend": [{"targetVolume": "data", "size": 10 * GIB}]});
+    let (status, answer) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        &path("storage"),
+        Some(&extend),
+    )
+    .await?;
+    assert_eq!(status, 202, "{answer}");
+    let (_, storage) = ui(&hub, &customer, Method::GET, &path("storage"), None).await?;
+    assert_eq!(storage["extendOngoing"], true);
+    let extension = task_id(&answer);
+    let task = appliance.notify().await?.params.task;
+    assert_eq!(task.task_id.as_str(), extension);
+    settled(&hub).await?;
+    let before = hub.fingerprint().await?;
+    let (status, refused) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        &path("storage"),
+        Some(&extend),
+    )
+    .await?;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(hub.fingerprint().await?, before);
+    let reply = appliance
+        .update(json!({"taskId": extension, "status": "SUCCEEDED"}))
+        .await?;
+    assert_eq!(reply.code, ReplyCode::Ok, "{}", reply.message);
+    let (_, storage) = ui(&hub, &customer, Method::GET, &path("storage"), None).await?;
+    assert_eq!(storage["volumes"][0]["totalBytes"], json!(60 * GIB));
+    assert_eq!(storage["extendOngoing"], false);
+
+    // Install, disable, configure.
+    let target = json!({"applianceId": id});
+    let (_, answer) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        "/ui/services/dns/install",
+        Some(&target),
+    )
+    .await?;
+    complete(&mut appliance, &task_id(&answer), json!({})).await?;
+    let toggle = json!({"action": "disable"});
+    let (status, answer) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        &format!("/ui/services/dns/{id}/toggle"),
+        Some(&toggle),
+    )
+    .await?;
+    assert_eq!(status, 202, "{answer}");
+    complete(&mut appliance, &task_id(&answer), json!({})).await?;
+    let settings = json!({"settings": {"forwarders": ["192.0.2.53"]}});
+    let settings_path = format!("/ui/services/dns/{id}/settings/");
+    let (status, answer) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        &settings_path,
+        Some(&settings),
+    )
+    .await?;
+    assert_eq!(status, 202, "{answer}");
+    complete(&mut appliance, &task_id(&answer), json!({})).await?;
+    let (_, current) = ui(&hub, &customer, Method::GET, &settings_path, None).await?;
+    assert_eq!(
+        current,
+        json!({"settings": {"forwarders": ["192.0.2.53"]}, "settingVersion": 1})
+    );
+    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    assert_eq!(list["items"][0]["services"][0]["status"], "disabled");
+
+    // Appliance settings apply once the appliance confirms them.
+    let body = json!({"timeZone": "Europe/Berlin", "scheduleUpdateDay": "sunday"});
+    let (_, answer) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        &path("settings"),
+        Some(&body),
+    )
+    .await?;
+    let (_, pending) = ui(&hub, &customer, Method::GET, &path("settings"), None).await?;
+    assert_eq!(pending["timeZone"], Value::Null);
+    complete(&mut appliance, &task_id(&answer), json!({})).await?;
+    let (_, applied) = ui(&hub, &customer, Method::GET, &path("settings"), None).await?;
+    assert_eq!(applied["timeZone"], "Europe/Berlin");
+    assert_eq!(applied["hostname"], "va-1");
+
+    // Uninstall removes it; delete unregisters the appliance.
+    let (_, answer) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        "/ui/services/dns/uninstall",
+        Some(&target),
+    )
+    .await?;
+    complete(&mut appliance, &task_id(&answer), json!({})).await?;
+    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    assert_eq!(list["items"][0]["services"], json!([]));
+    let (status, answer) = ui(
+        &hub,
+        &customer,
+        Method::DELETE,
+        &format!("/ui/appliances/{id}/"),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 202, "{answer}");
+    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    assert_eq!(list["items"][0]["status"], "UNREGISTERING");
+    complete(&mut appliance, &task_id(&answer), json!({})).await?;
+    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    assert_eq!(list["total"], 0);
+    hub.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_and_services_upgrade_to_the_newest_enabled_versions() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = TestHub::start(dir.path()).await?;
+    publish_dns(&hub).await?;
+    let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    for version in ["3.2.0.0", "3.1.4.0"] {
+        let body = json!({"version": version, "displayVersion": version.trim_end_matches(".0"),
+            "firmwarePath": format!("fw/{version}.img"), "firmwareSha256": sha});
+        assert_eq!(hub.post("/api/v1/appliance-versions", &body).await?.0, 201);
+    }
+    let customer = hub.customer("ACME").await?;
+    let registered = register(&hub, &customer).await?;
+    let id = registered["applianceId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut appliance = connect(&hub, &registered).await?;
+
+    // Firmware: the newest enabled version, once; done when it reports it.
+    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    let status = &list["items"][0]["upgradeStatus"];
+    assert_eq!(
+        (&status["latestVersion"], &status["upgradable"]),
+        (&json!("3.2"), &json!(true))
+    );
+    let upgrade = format!("/ui/appliances/{id}/upgrade/");
+    let (code, answer) = ui(&hub, &customer, Method::POST, &upgrade, None).await?;
+    assert_eq!(code, 202, "{answer}");
+    let (code, again) = ui(&hub, &customer, Method::POST, &upgrade, None).await?;
+    assert_eq!(code, 409, "one upgrade at a time: {again}");
+    let task = appliance.notify().await?.params.task;
+    assert_eq!(task.task_id.as_str(), task_id(&answer));
+    match &task.job_document {
+        protocol::JobDocument::UpgradeAppliance {
+            target_version,
+            firmware_sha256,
+            ..
+        } => {
+            assert_eq!(
+                (target_version.as_str(), firmware_sha256.as_str()),
+                ("3.2", sha)
+            );
+        }
+        other => panic!("expected upgradeAppliance, got {other:?}"),
+    }
+    let reply = appliance
+        .update(
+            json!({"taskId": task.task_id, "status": "SUCCEEDED", "result": {"version": "3.2"}}),
+        )
+        .await?;
+    assert_eq!(reply.code, ReplyCode::Ok, "{}", reply.message);
+    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    assert_eq!(list["items"][0]["version"], "3.2");
+    assert_eq!(list["items"][0]["upgradeStatus"]["upgradable"], false);
+    let (code, _) = ui(&hub, &customer, Method::POST, &upgrade, None).await?;
+    assert_eq!(code, 409, "already at the newest");
+
+    // Services: install 1.4.2, then upgrade to the newest enabled one.
+    let (_, answer) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        "/ui/services/dns/install",
+        Some(&json!({"applianceId": id, "version": "1.4.2"})),
+    )
+    .await?;
+    complete(&mut appliance, &task_id(&answer), json!({})).await?;
+    let (code, _) = hub
+        .post("/api/v1/service-versions/dns/1.5.0/disable", &json!({}))
+        .await?;
+    assert_eq!(code, 200);
+    let target = json!({"applianceId": id});
+    let (code, nothing) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        "/ui/services/dns/upgrade",
+        Some(&target),
+    )
+    .await?;
+    assert_eq!(
+        (code, &nothing["taskId"]),
+        (200, &Value::Null),
+        "1.4.2 is the newest enabled: {nothing}"
+    );
+    let (code, _) = hub
+        .post("/api/v1/service-versions/dns/1.5.0/enable", &json!({}))
+        .await?;
+    assert_eq!(code, 200);
+    let (code, answer) = ui(
+        &hub,
+        &customer,
+        Method::POST,
+        "/ui/services/dns/upgrade",
+        Some(&target),
+    )
+    .await?;
+    assert_eq!(code, 202, "{answer}");
+    assert_eq!(
+        complete(&mut appliance, &task_id(&answer), json!({})).await?,
+        TaskType::UpgradeService
+    );
+    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    assert_eq!(list["items"][0]["services"][0]["version"], "1.5.0");
+    assert_eq!(list["items"][0]["cpu"]["requested"], 2.0);
+    let (_, versions) = hub
+        .get("/api/v1/service-versions?serviceCode=dns&order=desc")
+        .await?;
+    assert_eq!(
+        (&versions["total"], &versions["items"][0]["version"]),
+        (&json!(2), &json!("1.5.0"))
+    );
+    hub.stop().await;
+    Ok(())
+}

@@ -1,0 +1,547 @@
+//! Each endpoint's refusals: malformed JSON, wrong types, unknown ids,
+//! another customer's resources, missing and forged tokens; each answers
+//! the right status and the error body, and the database is unchanged.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use tests::hub::{TestCustomer, ADMIN_TOKEN};
+use tests::TestHub;
+
+use crate::rest_flow::register;
+
+/// A hub with a customer, one registered appliance of it, and a second
+/// customer with an appliance of its own.
+pub struct Fixture {
+    pub hub: TestHub,
+    pub customer: TestCustomer,
+    pub appliance: String,
+    pub token: String,
+    pub other: TestCustomer,
+    pub other_appliance: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn fixture() -> anyhow::Result<Fixture> {
+    let dir = tempfile::tempdir()?;
+    let hub = TestHub::start(dir.path()).await?;
+    let customer = hub.customer("ACME").await?;
+    let other = hub.customer("Globex").await?;
+    let registered = register(&hub, &customer).await?;
+    let other_registered = register(&hub, &other).await?;
+    let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    Ok(Fixture {
+        appliance: text(&registered, "applianceId"),
+        token: text(&registered, "applianceToken"),
+        other_appliance: text(&other_registered, "applianceId"),
+        hub,
+        customer,
+        other,
+        _dir: dir,
+    })
+}
+
+/// One refused request: what is sent and the status it must get.
+struct Refusal<'a> {
+    method: Method,
+    path: String,
+    token: Option<&'a str>,
+    body: Option<Value>,
+    status: u16,
+}
+
+fn refusal<'a>(
+    method: Method,
+    path: impl Into<String>,
+    token: Option<&'a str>,
+    body: Option<Value>,
+    status: u16,
+) -> Refusal<'a> {
+    Refusal {
+        method,
+        path: path.into(),
+        token,
+        body,
+        status,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_answer_the_right_status_and_change_nothing() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let key = Some(f.customer.api_key.as_str());
+    let other_key = Some(f.other.api_key.as_str());
+    let admin = Some(ADMIN_TOKEN);
+    let (a, b) = (f.appliance.as_str(), f.other_appliance.as_str());
+    let unknown = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let facts = json!({"hostname": "va-9", "ipv4Address": "192.0.2.9", "version": "3.1.4",
+        "totalCpu": 4, "totalMemory": 1024, "totalStorage": 1024});
+    let sha = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+    let cases = vec![
+        // Operators.
+        refusal(
+            Method::POST,
+            "/api/v1/customers",
+            None,
+            Some(json!({"name": "x"})),
+            401,
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/customers",
+            key,
+            Some(json!({"name": "x"})),
+            401,
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/customers",
+            admin,
+            Some(json!({"name": 5})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/customers",
+            admin,
+            Some(json!({"name": ""})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/customers",
+            admin,
+            Some(json!({"name": "x", "extra": 1})),
+            400,
+        ),
+        refusal(Method::GET, "/api/v1/customers?limit=0", admin, None, 400),
+        refusal(
+            Method::GET,
+            "/api/v1/customers?sortby=id;drop",
+            admin,
+            None,
+            400,
+        ),
+        refusal(
+            Method::GET,
+            "/api/v1/customers?order=sideways",
+            admin,
+            None,
+            400,
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/appliance-versions",
+            admin,
+            Some(json!({"version": "3.2",
+            "firmwarePath": "f", "firmwareSha256": sha})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/appliance-versions",
+            admin,
+            Some(json!({"version": "3.2.0.1",
+            "firmwarePath": "f", "firmwareSha256": "ABC"})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/appliance-versions/9.9.9.9/enable",
+            admin,
+            None,
+            404,
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/appliance-versions/9.9.9.9/explode",
+            admin,
+            None,
+            404,
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/service-versions",
+            admin,
+            Some(json!({"serviceCode": "a/b",
+            "version": "1", "branch": "s", "imagePath": "p", "imageSha256": sha,
+            "requestCpu": 1, "requestMemory": 1})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/service-versions",
+            admin,
+            Some(json!({"serviceCode": "dns",
+            "version": "1", "branch": "s", "imagePath": "p", "imageSha256": sha,
+            "requestCpu": -1, "requestMemory": 1})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/service-versions/dns/1.0/enable",
+            admin,
+            None,
+            404,
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/tags",
+            admin,
+            Some(json!({"name": ["x"]})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            format!("/api/v1/tags/{unknown}/appliances"),
+            admin,
+            Some(json!({"applianceIds": [a]})),
+            404,
+        ),
+        refusal(
+            Method::POST,
+            "/api/v1/tags/not-a-uuid/appliances",
+            admin,
+            Some(json!({"applianceIds": [a]})),
+            400,
+        ),
+        // Registration.
+        refusal(Method::POST, "/va/register", None, Some(facts.clone()), 401),
+        refusal(
+            Method::POST,
+            "/va/register",
+            Some("a.b.c"),
+            Some(facts.clone()),
+            401,
+        ),
+        refusal(Method::POST, "/va/register", key, Some(facts.clone()), 401),
+        refusal(
+            Method::POST,
+            "/va/register",
+            Some(&f.customer.registration_token),
+            Some(json!({"hostname": "va-9"})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            "/va/register",
+            Some(&f.customer.registration_token),
+            Some(
+                json!({"hostname": "va 9", "ipv4Address": "192.0.2.9", "version": "3",
+            "totalCpu": 4, "totalMemory": 1, "totalStorage": 1}),
+            ),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            "/va/register",
+            Some(&f.customer.registration_token),
+            Some(
+                json!({"hostname": "va-9", "ipv4Address": "999.0.2.9", "version": "3",
+            "totalCpu": 4, "totalMemory": 1, "totalStorage": 1}),
+            ),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            "/va/register",
+            Some(&f.customer.registration_token),
+            Some(
+                json!({"hostname": "va-9", "ipv4Address": "192.0.2.9", "version": "3",
+            "totalCpu": 0, "totalMemory": 1, "totalStorage": 1}),
+            ),
+            400,
+        ),
+        // Appliances' own endpoints.
+        refusal(Method::GET, format!("/va/{a}/healthz"), None, None, 401),
+        refusal(
+            Method::GET,
+            format!("/va/{b}/healthz"),
+            Some(&f.token),
+            None,
+            401,
+        ),
+        refusal(
+            Method::POST,
+            format!("/va/{a}/tasks"),
+            Some(&f.token),
+            Some(json!({"taskId": unknown, "status": "success"})),
+            404,
+        ),
+        refusal(
+            Method::POST,
+            format!("/va/{a}/tasks"),
+            Some(&f.token),
+            Some(json!({"taskId": unknown, "status": "done"})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            format!("/va/{a}/log"),
+            Some(&f.token),
+            Some(json!({"entries": []})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            format!("/va/{a}/log"),
+            Some(&f.token),
+            Some(json!({"entries": [{"time": "now", "action": "x"}]})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            format!("/va/{a}/a+b/metrics"),
+            Some(&f.token),
+            Some(json!({})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            format!("/va/{a}/dns/metrics"),
+            Some(&f.token),
+            Some(json!([1])),
+            400,
+        ),
+        // The frontend.
+        refusal(Method::GET, "/ui/appliances", None, None, 401),
+        refusal(Method::GET, "/ui/appliances", Some("wrong-key"), None, 401),
+        refusal(
+            Method::GET,
+            "/ui/appliances?start=yesterday",
+            key,
+            None,
+            400,
+        ),
+        refusal(
+            Method::GET,
+            "/ui/appliances?applianceId=nope",
+            key,
+            None,
+            400,
+        ),
+        refusal(
+            Method::DELETE,
+            format!("/ui/appliances/{b}"),
+            key,
+            None,
+            404,
+        ),
+        refusal(
+            Method::DELETE,
+            format!("/ui/appliances/{unknown}"),
+            key,
+            None,
+            404,
+        ),
+        refusal(
+            Method::DELETE,
+            format!("/ui/appliances/{a}"),
+            other_key,
+            None,
+            404,
+        ),
+        refusal(
+            Method::POST,
+            format!("/ui/appliances/{a}/upgrade"),
+            key,
+            None,
+            409,
+        ),
+        refusal(
+            Method::POST,
+            format!("/ui/appliances/{b}/upgrade"),
+            key,
+            None,
+            404,
+        ),
+        refusal(
+            Method::GET,
+            format!("/ui/appliances/{b}/settings"),
+            key,
+            None,
+            404,
+        ),
+        refusal(
+            Method::POST,
+            format!("/ui/appliances/{a}/settings"),
+            key,
+            Some(json!({})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            format!("/ui/appliances/{a}/settings"),
+            key,
+            Some(json!({"timeZone": 5})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            format!("/ui/appliances/{a}/settings"),
+            key,
+            Some(json!({"scheduleUpdateTime": "25:00"})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            format!("/ui/appliances/{a}/settings"),
+            key,
+            Some(json!({"color": "red"})),
+            400,
+        ),
+        refusal(
+            Method::GET,
+            format!("/ui/appliances/{b}/storage"),
+            key,
+            None,
+            404,
+        ),
+        refusal(
+            Method::POST,
+            format!("/ui/appliances/{a}/storage"),
+            key,
+            Some(json!({"extend": []})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            format!("/ui/appliances/{a}/storage"),
+            key,
+            Some(json!({"extend": [{"targetVolume": "root", "size": 1}]})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            format!("/ui/appliances/{b}/metrics"),
+            key,
+            None,
+            404,
+        ),
+        refusal(
+            Method::GET,
+            format!("/ui/appliances/{b}/services"),
+            key,
+            None,
+            404,
+        ),
+        refusal(
+            Method::POST,
+            "/ui/services/dns/install",
+            key,
+            Some(json!({"applianceId": a})),
+            404,
+        ),
+        refusal(
+            Method::POST,
+            "/ui/services/dns/install",
+            key,
+            Some(json!({"applianceId": 5})),
+            400,
+        ),
+        refusal(
+            Method::POST,
+            "/ui/services/dns/uninstall",
+            key,
+            Some(json!({"applianceId": a})),
+            404,
+        ),
+        refusal(
+            Method::POST,
+            "/ui/services/dns/upgrade",
+            key,
+            Some(json!({"applianceId": b})),
+            404,
+        ),
+        refusal(
+            Method::POST,
+            format!("/ui/services/dns/{a}/toggle"),
+            key,
+            Some(json!({"action": "enable"})),
+            404,
+        ),
+        refusal(
+            Method::POST,
+            format!("/ui/services/dns/{a}/toggle"),
+            key,
+            Some(json!({"action": "restart"})),
+            400,
+        ),
+        refusal(
+            Method::GET,
+            format!("/ui/services/dns/{b}/settings"),
+            key,
+            None,
+            404,
+        ),
+        refusal(
+            Method::POST,
+            format!("/ui/services/dns/{a}/settings"),
+            key,
+            Some(json!({"settings": []})),
+            400,
+        ),
+        refusal(Method::GET, format!("/ui/tasks/{unknown}"), key, None, 404),
+        refusal(Method::GET, "/ui/tasks/$next", key, None, 404),
+    ];
+    let before = f.hub.fingerprint().await?;
+    for case in &cases {
+        let (status, body) = f
+            .hub
+            .call(
+                case.method.clone(),
+                &case.path,
+                case.token,
+                case.body.as_ref(),
+            )
+            .await?;
+        assert_eq!(status, case.status, "{} {}: {body}", case.method, case.path);
+        assert_eq!(
+            body["status"],
+            json!(case.status),
+            "{} {}",
+            case.method,
+            case.path
+        );
+        assert!(
+            body["message"].is_string() && body["cause"].is_string(),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        f.hub.fingerprint().await?,
+        before,
+        "a refused request changed the database"
+    );
+
+    // Malformed JSON and the wrong content type, on one endpoint of each kind.
+    for (path, token) in [
+        ("/api/v1/customers", admin),
+        ("/ui/services/dns/install", key),
+    ] {
+        let (status, body) =
+            send_raw(&f.hub, path, token, "application/json", "{\"name\":").await?;
+        assert_eq!(status, 400, "{body}");
+        let (status, _) = send_raw(&f.hub, path, token, "text/plain", "name=x").await?;
+        assert_eq!(status, 415);
+    }
+    assert_eq!(f.hub.fingerprint().await?, before);
+    f.hub.stop().await;
+    Ok(())
+}
+
+async fn send_raw(
+    hub: &TestHub,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> anyhow::Result<(u16, Value)> {
+    let response = hub
+        .request_as(Method::POST, path, token)
+        .header("content-type", content_type)
+        .body(body.to_owned())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
