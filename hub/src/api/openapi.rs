@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
-    appliances, catalog, customers, health, jobs, metrics, register, tags, ui_appliances,
+    appliances, catalog, customers, health, jobs, metrics, register, tags, ui_appliances, ui_logs,
     ui_services, va,
 };
 
@@ -35,6 +35,7 @@ pub const DOCS_PATH: &str = "/docs";
         ui_appliances::list, ui_appliances::image, ui_appliances::delete,
         ui_appliances::upgrade, ui_appliances::get_settings, ui_appliances::post_settings,
         ui_appliances::get_storage, ui_appliances::post_storage, ui_appliances::metrics,
+        ui_logs::request, ui_logs::latest,
         ui_services::list, ui_services::install, ui_services::uninstall, ui_services::upgrade,
         ui_services::toggle, ui_services::get_settings, ui_services::post_settings,
         ui_services::task,
