@@ -19,6 +19,7 @@ pub mod paging;
 pub mod register;
 pub mod tags;
 pub mod ui_appliances;
+pub mod ui_logs;
 pub mod ui_model;
 pub mod ui_services;
 pub mod va;
@@ -74,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .merge(register::router())
         .merge(va::router())
         .merge(ui_appliances::router())
+        .merge(ui_logs::router())
         .merge(ui_services::router())
         .merge(metrics::router())
         .fallback(|| async { error::ApiError::NotFound("no such endpoint") })

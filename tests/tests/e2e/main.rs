@@ -9,3 +9,4 @@ mod rest_auth;
 mod rest_flow;
 mod rest_inputs;
 mod rest_refusals;
+mod ui_logs;
