@@ -5,11 +5,12 @@
 //! - [`embedded`]: rumqttd 0.20 on a loopback port with internal principals
 //!   only ([`EmbeddedBroker`], [`BrokerLimits`]).
 //! - [`edge`]: the only public MQTT entry: TLS, CONNECT checks and
-//!   appliance authentication, per-appliance topic ACL ([`edge::Edge`]).
+//!   appliance authentication, per-appliance topic ACL, the appliances'
+//!   MQTT sessions, one multiplexed link to rumqttd ([`edge::Edge`]).
 //! - [`certs`]: dev CA, server and client certificates (rcgen).
 //! - `credentials`: [`Credentials`] of the internal principals.
-//! - `upstream`: a loopback MQTT 3.1.1 CONNECT/CONNACK exchange, shared by
-//!   the broker's readiness probe and the edge.
+//! - `upstream`: a loopback MQTT 3.1.1 CONNECT/CONNACK exchange, for the
+//!   broker's readiness probe.
 //!
 //! Only this crate knows rumqttd's types; none appears in its public API.
 

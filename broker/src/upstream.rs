@@ -1,10 +1,7 @@
 //! A loopback MQTT 3.1.1 connection to the embedded broker: write a CONNECT,
-//! read the CONNACK, hand back the socket with whatever bytes already
-//! followed the CONNACK (a persistent session may be sent its queued
-//! messages in the same TCP segment).
+//! read the CONNACK, hand back the socket.
 //!
-//! Used by the start-up probe of [`crate::EmbeddedBroker`] and by the edge,
-//! which opens one such connection per appliance.
+//! Used by the start-up probe of [`crate::EmbeddedBroker`].
 //!
 //! Closing after DISCONNECT: let rumqttd close first ([`wait_closed`]).
 //! rumqttd frees a connection's id when its router handles the DISCONNECT
@@ -13,6 +10,7 @@
 //! disconnect for the id, which kills the *new* connection before its
 //! CONNACK and leaves rumqttd's listener one reconnect away from a panic
 //! that breaks it for good (measured with 4 listeners and parallel tests).
+//! The edge's link (`crate::edge`) follows the same rule.
 
 use std::io;
 use std::net::SocketAddr;
@@ -43,14 +41,13 @@ pub(crate) enum UpstreamError {
 #[derive(Debug)]
 pub(crate) struct Upstream {
     pub(crate) stream: TcpStream,
-    /// Bytes received after the CONNACK, not yet consumed.
-    pub(crate) pending: BytesMut,
     pub(crate) connack: ConnAck,
 }
 
 /// Connects to `addr`, sends `connect` and waits for the CONNACK (whatever
 /// its code: the caller decides). No timeout here: callers wrap it, and
-/// should not cancel it casually (see `edge::session`).
+/// should not cancel it casually (rumqttd's per-client-id state can break
+/// when a connection closes between CONNECT and CONNACK).
 pub(crate) async fn open(
     addr: SocketAddr,
     connect: &Connect,
@@ -65,13 +62,7 @@ pub(crate) async fn open(
     let mut pending = BytesMut::with_capacity(256);
     loop {
         match Packet::read(&mut pending, max_packet_size) {
-            Ok(Packet::ConnAck(connack)) => {
-                return Ok(Upstream {
-                    stream,
-                    pending,
-                    connack,
-                })
-            }
+            Ok(Packet::ConnAck(connack)) => return Ok(Upstream { stream, connack }),
             Ok(_) => return Err(UpstreamError::NotConnAck("another packet")),
             Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {}
             Err(e) => return Err(UpstreamError::Decode(e)),

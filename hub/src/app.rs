@@ -5,12 +5,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::Request;
-use broker::edge::{AuthMode, BrokerEndpoint, Edge, EdgeConfig, EdgeHandle, TlsListener};
+use broker::edge::{AuthMode, Edge, EdgeConfig, EdgeHandle, TlsListener};
 use broker::{BrokerLimits, Credentials, EmbeddedBroker};
 use thiserror::Error;
 use tokio::net::TcpListener;
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Layer;
@@ -33,6 +35,8 @@ use crate::store::{Store, StoreError, StoreOptions};
 
 /// Most device messages handled concurrently.
 const MAX_IN_FLIGHT: usize = 4096;
+/// How long the hub waits for its subscriptions before starting the edge.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the hub could not start.
 #[derive(Debug, Error)]
@@ -57,6 +61,9 @@ pub enum HubError {
     /// The device edge did not start.
     #[error("device edge: {0}")]
     Edge(#[from] broker::edge::EdgeError),
+    /// The broker did not acknowledge the hub's subscriptions in time.
+    #[error("the broker did not acknowledge the hub's subscriptions within {0:?}")]
+    NotSubscribed(Duration),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> HubError {
@@ -118,16 +125,11 @@ impl Hub {
 
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let edge = match &broker {
-            Some(broker) => {
-                Some(start_edge(&config, broker, &store, &clock, shutdown.clone(), &tracker).await?)
-            }
-            None => {
-                tracing::info!("external broker: appliances connect to it, not to this hub");
-                None
-            }
-        };
-        let (client, inbound) = link::start(&mqtt, shutdown.clone(), &tracker);
+        let link = link::start(&mqtt, shutdown.clone(), &tracker);
+        let subscribed = link.subscribed();
+        let link::Link {
+            client, inbound, ..
+        } = link;
         let outbox =
             Outbox::start(client.clone(), store.clone(), shutdown.clone(), &tracker).await?;
         let scheduler = scheduler::start(
@@ -152,6 +154,22 @@ impl Hub {
             shutdown.clone(),
             tracker.clone(),
         ));
+        let edge = start_edge_when_subscribed(
+            &config,
+            broker.as_ref(),
+            subscribed,
+            &store,
+            &clock,
+            &shutdown,
+            &tracker,
+        );
+        let edge = match edge.await {
+            Ok(edge) => edge,
+            Err(err) => {
+                shutdown.cancel();
+                return Err(err);
+            }
+        };
 
         let jobs = JobService::new(store.clone(), outbox, scheduler.clone(), clock.clone());
         let artifacts = ArtifactService::open(
@@ -330,6 +348,31 @@ async fn connect_broker(
     }
 }
 
+/// Starts the device edge in front of the embedded broker once the hub's
+/// subscriptions are in place (the broker drops a device message that no
+/// filter matches); `None` with an external broker, which appliances reach
+/// directly.
+async fn start_edge_when_subscribed(
+    config: &Config,
+    broker: Option<&EmbeddedBroker>,
+    subscribed: impl std::future::Future<Output = bool>,
+    store: &Store,
+    clock: &SharedClock,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<Option<EdgeHandle>, HubError> {
+    let Some(broker) = broker else {
+        tracing::info!("external broker: appliances connect to it, not to this hub");
+        return Ok(None);
+    };
+    if !matches!(timeout(SUBSCRIBE_TIMEOUT, subscribed).await, Ok(true)) {
+        return Err(HubError::NotSubscribed(SUBSCRIBE_TIMEOUT));
+    }
+    start_edge(config, broker, store, clock, shutdown.clone(), tracker)
+        .await
+        .map(Some)
+}
+
 async fn start_edge(
     config: &Config,
     broker: &EmbeddedBroker,
@@ -358,12 +401,7 @@ async fn start_edge(
         product_key: config.product_key.clone(),
         ..EdgeConfig::default()
     };
-    let endpoint = BrokerEndpoint {
-        addr: broker.addr(),
-        credentials: broker.edge_credentials().clone(),
-        max_connections: broker.limits().edge_connection_budget(),
-        max_packet_size: broker.limits().max_packet_size,
-    };
+    let endpoint = broker.edge_endpoint();
     let presence = crate::edge::start_presence(store.clone(), clock.clone(), shutdown, tracker);
     let authenticator = crate::edge::StoreAuthenticator::new(store.clone(), clock.clone());
     let edge = Edge::start(edge_config, endpoint, authenticator, presence).await?;

@@ -172,7 +172,6 @@ mod tests {
             appliance_id,
             session,
             peer: ([127, 0, 0, 1], 1).into(),
-            session_present: false,
             at: SystemTime::now(),
         }
     }

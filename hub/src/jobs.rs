@@ -146,22 +146,10 @@ impl JobService {
     /// A task that downloads must name a known artifact; a collectLog
     /// job's `uploadPath` is replaced by each task's own signed upload link.
     pub async fn create_planned(&self, mut request: PlannedJob) -> Result<JobId, JobError> {
-        request.document.validate()?;
-        if request.document.task_type() == TaskType::Heartbeat {
-            return Err(JobError::HeartbeatNotQueueable);
-        }
+        self.check_document(&request.document).await?;
         request.policy.validate(&request.targets)?;
         if let JobDocument::CollectLog { upload_path, .. } = &mut request.document {
             UPLOAD_PATH_PLACEHOLDER.clone_into(upload_path);
-        }
-        if let Some(digest) = downloads(&request.document) {
-            let known = match digest.parse::<Sha256Digest>() {
-                Ok(sha256) => self.store.artifact(&sha256).await?.is_some(),
-                Err(_) => false,
-            };
-            if !known {
-                return Err(JobError::UnknownArtifact(digest.to_owned()));
-            }
         }
         let targets = match request.targets {
             Targets::ApplianceIds(mut ids) => {
@@ -201,15 +189,35 @@ impl JobService {
 
     /// Creates a customer's task for one of its appliances (a one-target
     /// job) with the checks of [`TaskRequest`], and wakes the scheduler.
-    /// Returns the job and the execution's task id.
+    /// Returns the job and the execution's task id. The document is checked
+    /// as [`JobService::create`] checks it.
     pub async fn create_task(&self, request: TaskRequest) -> Result<TaskCreated, JobError> {
-        request.document.validate()?;
-        if request.document.task_type() == TaskType::Heartbeat {
-            return Err(JobError::HeartbeatNotQueueable);
-        }
+        self.check_document(&request.document).await?;
         let created = self.store.create_task(request).await?;
         self.scheduler.wake();
         Ok(created)
+    }
+
+    /// What every new job's document must pass: valid for its task type,
+    /// not a heartbeat, and a task that downloads names a known artifact
+    /// (else its notify would go out without a `jobFile`).
+    async fn check_document(&self, document: &JobDocument) -> Result<(), JobError> {
+        document.validate()?;
+        if document.task_type() == TaskType::Heartbeat {
+            return Err(JobError::HeartbeatNotQueueable);
+        }
+        let Some(digest) = downloads(document) else {
+            return Ok(());
+        };
+        let known = match digest.parse::<Sha256Digest>() {
+            Ok(sha256) => self.store.artifact(&sha256).await?.is_some(),
+            Err(_) => false,
+        };
+        if known {
+            Ok(())
+        } else {
+            Err(JobError::UnknownArtifact(digest.to_owned()))
+        }
     }
 
     /// Cancels a job: QUEUED and SENT executions (and IN_PROGRESS ones with

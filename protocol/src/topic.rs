@@ -171,6 +171,19 @@ pub fn hub_filters(share_group: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// The filters the device edge subscribes to on behalf of every connected
+/// appliance: the hub-to-device topics of all appliances of `product_key`
+/// (of every product key when `None`). The edge hands each message to the
+/// session of the appliance its topic names.
+pub fn edge_filters(product_key: Option<&ProductKey>) -> Vec<String> {
+    let product_key = product_key.map_or_else(|| "+".to_owned(), ProductKey::to_string);
+    MessageKind::ALL
+        .into_iter()
+        .filter(|kind| kind.direction() == Direction::HubToDevice)
+        .map(|kind| format!("/sys/{product_key}/+/thing/{}", kind.suffix()))
+        .collect()
+}
+
 fn short_name(kind: MessageKind) -> &'static str {
     match kind {
         MessageKind::JobGet => "get",
@@ -244,6 +257,15 @@ mod tests {
             hub_filters(Some("hubs"))[0],
             "$share/hubs-get//sys/+/+/thing/job/get"
         );
+        assert_eq!(
+            edge_filters(Some(&ProductKey::default())),
+            [
+                "/sys/va/+/thing/job/notify",
+                "/sys/va/+/thing/job/get_reply",
+                "/sys/va/+/thing/job/update_reply"
+            ]
+        );
+        assert_eq!(edge_filters(None)[0], "/sys/+/+/thing/job/notify");
         let id: ApplianceId = ID.parse().expect("valid id");
         let filters = device_filters(&ProductKey::default(), &id);
         assert_eq!(filters.len(), 3);

@@ -200,6 +200,28 @@ impl TestHub {
         Ok(serde_json::from_value(body)?)
     }
 
+    /// Uploads `bytes` to the artifact store as `name` (as an operator);
+    /// returns its sha256, what versions and download tasks reference.
+    pub async fn upload_artifact(&self, name: &str, bytes: Vec<u8>) -> anyhow::Result<String> {
+        let response = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/v1/artifacts?name={name}"),
+            )
+            .body(bytes)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await?;
+        if status != 201 && status != 200 {
+            bail!("artifact upload answered {status}: {body}");
+        }
+        body["sha256"]
+            .as_str()
+            .map(str::to_owned)
+            .context("sha256 in the answer")
+    }
+
     /// A digest of the whole database, to check that a refused request
     /// changed nothing.
     pub async fn fingerprint(&self) -> anyhow::Result<String> {

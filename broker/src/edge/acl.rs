@@ -6,14 +6,14 @@
 //! - SUBSCRIBE: a valid filter that starts with the appliance's namespace
 //!   `/sys/{productKey}/{applianceId}/` (so no wildcard can reach above it)
 //!   *and* matches at least one of its hub -> device topics. The second
-//!   condition refuses filters that could never deliver anything; it matters
-//!   because rumqttd keeps a log for every distinct filter ever subscribed
-//!   and never frees it, so the set of filters an appliance can create must
-//!   be small and fixed.
+//!   condition refuses filters that could never deliver anything, so the
+//!   set of filters a session can hold is small and fixed.
 
 use protocol::topic::{Direction, MessageKind, Topic};
 use protocol::{ApplianceId, ProductKey};
-use rumqttc::mqttbytes::{matches, valid_filter};
+use rumqttc::mqttbytes::valid_filter;
+
+use super::subscriptions::matches;
 
 /// Longest filter looked at; longer ones are refused unread.
 const MAX_FILTER_LEN: usize = 256;
@@ -52,13 +52,7 @@ impl Acl {
         filter.len() <= MAX_FILTER_LEN
             && filter.starts_with(&self.namespace)
             && valid_filter(filter)
-            && self.receive.iter().any(|topic| matches(topic, filter))
-    }
-
-    /// May the appliance unsubscribe from `filter`? Anything it could have
-    /// subscribed to; other filters are not forwarded.
-    pub(crate) fn may_unsubscribe(&self, filter: &str) -> bool {
-        self.may_subscribe(filter)
+            && self.receive.iter().any(|topic| matches(filter, topic))
     }
 }
 

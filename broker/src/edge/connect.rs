@@ -14,7 +14,9 @@
 //!   0x02, as Mosquitto does for `max_keepalive`: MQTT 3.1.1 has no way to
 //!   tell a client to use another value, and rumqttd refuses 0 outright;
 //! - a will must target one of the appliance's own device -> hub topics at
-//!   QoS 0 or 1, else 0x05; its retain flag is cleared.
+//!   QoS 0 or 1, else 0x05; its retain flag is cleared;
+//! - `clean_session` is accepted either way: the edge keeps no offline
+//!   session (see `session`).
 
 use std::ops::RangeInclusive;
 
@@ -155,7 +157,6 @@ pub(crate) struct DeviceConnect {
     /// The password (the appliance token), if any.
     pub(crate) password: Option<Vec<u8>>,
     pub(crate) keep_alive: u16,
-    pub(crate) clean_session: bool,
     pub(crate) will: Option<LastWill>,
 }
 
@@ -206,7 +207,6 @@ pub(crate) fn check_connect(
         has_username,
         password,
         keep_alive: connect.keep_alive,
-        clean_session: connect.clean_session,
         will,
     })
 }

@@ -2,11 +2,11 @@
 //! security boundary between appliances and the embedded rumqttd.
 //!
 //! ```text
-//! appliance --TLS--> listener --(task per connection)--> admission --> session --TCP--> rumqttd
-//!                     accept loop: rate and        TLS handshake,    one loopback connection
-//!                     capacity limits, never       CONNECT checks,   per appliance, CONNECT
-//!                     waits on a client            authentication    rewritten to `edge`;
-//!                                                  (one timeout)     packets checked by `guard`
+//!                                            sessions (one task each)
+//! appliance --TLS--> listener --> admission --> session <--inbox-- link <==MQTT==> rumqttd
+//!                    accept loop:  TLS, CONNECT   edge answers as     one connection as
+//!                    rate and cap  checks, auth   MQTT server; guard  `edge`: publishes up,
+//!                    limits        (one timeout)  checks each packet  routes messages down
 //! ```
 //!
 //! Code map:
@@ -17,21 +17,32 @@
 //! - `connect`: CONNECT framing, protocol version, client id, keepalive
 //!   and will checks (pure).
 //! - `acl`, `guard`: topic rights and the per-packet rules (pure).
+//! - `session`: an admitted appliance's MQTT 3.1.1 session, served by the
+//!   edge itself (CONNACK, PINGRESP, SUBACK, PUBACK, keepalive, will).
+//! - `subscriptions`, `inbox`, `flow`: a session's filters and topic
+//!   matcher, its bounded queue of hub -> device messages, and its QoS 1
+//!   window (pure).
 //! - `sessions`: one live session per appliance (a reconnect closes the
-//!   previous session first).
-//! - `loopback`: the session's connection to rumqttd: open, failover
-//!   across listeners, close.
-//! - `session`, `flow`: the two forwarding loops of an admitted appliance
-//!   and the state they share.
+//!   previous session first), and the routing of messages to it.
+//! - `link`: the edge's single MQTT connection to rumqttd, shared by all
+//!   sessions.
 //! - [`auth`]: the [`Authenticator`] trait the hub implements.
 //! - [`presence`]: connect/disconnect events for the hub.
 //! - `tls`: the rustls `ServerConfig` and client-certificate identity.
 //!
+//! Sessions: the edge keeps no offline session. CONNACK always says
+//! session present = 0, whatever `clean_session` asked; messages for an
+//! appliance with no live session are dropped, and an appliance pulls
+//! `$next` on every connect (topics.md, section 1).
+//!
 //! Invariants: nothing an appliance sends reaches rumqttd before its
 //! CONNECT passed every check and authentication, and after that only
-//! packets `guard` accepted, re-encoded by the edge; no input panics (all
-//! parsing returns errors); every task is owned (listeners by the
-//! [`EdgeHandle`], connections by their listener) and awaited at shutdown.
+//! PUBLISHes `guard` accepted, re-published by the edge's link; rumqttd
+//! never holds a connection or a filter per appliance; no input panics
+//! (all parsing returns errors); the link never waits on a session (a full
+//! inbox closes that session only); every task is owned (listeners and
+//! the link by the [`EdgeHandle`], connections by their listener) and
+//! awaited at shutdown.
 
 mod acl;
 mod admission;
@@ -40,11 +51,13 @@ pub mod config;
 mod connect;
 mod flow;
 mod guard;
+mod inbox;
+mod link;
 mod listener;
-mod loopback;
 pub mod presence;
 mod session;
 mod sessions;
+mod subscriptions;
 mod tls;
 
 use std::net::SocketAddr;
@@ -52,7 +65,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 pub use auth::{
@@ -75,6 +88,9 @@ pub enum EdgeError {
     /// A certificate or key file could not be used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The edge's link to the broker did not come up in time.
+    #[error("no link to the broker: {0}")]
+    Broker(String),
     /// A listener could not be bound.
     #[error("could not bind {addr}: {source}")]
     Bind {
@@ -89,15 +105,10 @@ pub enum EdgeError {
 /// ([`crate::EmbeddedBroker::edge_endpoint`] fills it).
 #[derive(Debug, Clone)]
 pub struct BrokerEndpoint {
-    /// The broker's loopback listener. When it is the primary listener of
-    /// an [`crate::EmbeddedBroker`] of this process, the edge spreads
-    /// appliances over all of that broker's listeners.
+    /// The broker's loopback listener.
     pub addr: SocketAddr,
-    /// The credentials the edge connects with on behalf of appliances.
+    /// The credentials of the edge's one connection (its link).
     pub credentials: Credentials,
-    /// Connections the broker accepts from the edge; the edge's own cap
-    /// must stay at or below 90 % of it.
-    pub max_connections: usize,
     /// Largest packet the broker sends or accepts.
     pub max_packet_size: usize,
 }
@@ -122,6 +133,11 @@ pub struct EdgeStats {
     pub sessions: u64,
     /// Presence events dropped because the channel was full.
     pub presence_dropped: u64,
+    /// Hub -> device messages handed to a live session.
+    pub messages_queued: u64,
+    /// Hub -> device messages dropped: no live session for the appliance,
+    /// no matching subscription, or a full inbox (which closes the session).
+    pub messages_dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -144,29 +160,14 @@ impl Counters {
 /// What every connection task shares.
 pub(crate) struct Shared {
     pub(crate) config: EdgeConfig,
-    pub(crate) broker: BrokerEndpoint,
     pub(crate) authenticator: Arc<dyn Authenticator>,
     pub(crate) presence: Presence,
     pub(crate) counters: Counters,
     pub(crate) shutdown: watch::Receiver<bool>,
-    /// Loopback connections between TCP connect and CONNACK (see
-    /// `session::UPSTREAM_OPENING`).
-    pub(crate) upstream_opening: tokio::sync::Semaphore,
     /// The live session of each connected appliance.
     pub(crate) sessions: sessions::Sessions,
-    /// The broker's listeners, used in turn.
-    pub(crate) upstream_addrs: Vec<SocketAddr>,
-    pub(crate) next_upstream: std::sync::atomic::AtomicUsize,
-}
-
-impl Shared {
-    /// The broker's listeners in the order to try them for the next
-    /// loopback connection: round robin, then the others as fallbacks.
-    pub(crate) fn upstream_order(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        let turn = self.next_upstream.fetch_add(1, Ordering::Relaxed);
-        let n = self.upstream_addrs.len();
-        (0..n).filter_map(move |i| self.upstream_addrs.get((turn + i) % n).copied())
-    }
+    /// The one connection to the broker.
+    pub(crate) link: link::Link,
 }
 
 /// Resolves once the edge is shutting down (or its handle is gone).
@@ -180,15 +181,16 @@ pub struct Edge;
 
 impl Edge {
     /// Validates `config`, builds the TLS configuration, binds the
-    /// listeners and starts accepting. Presence events go to `presence`
-    /// (never awaited: see [`presence`]).
+    /// listeners, brings the link to the broker up (connected and
+    /// subscribed, within `config.upstream_timeout`) and starts accepting.
+    /// Presence events go to `presence` (never awaited: see [`presence`]).
     pub async fn start(
         config: EdgeConfig,
         broker: BrokerEndpoint,
         authenticator: Arc<dyn Authenticator>,
         presence: mpsc::Sender<PresenceEvent>,
     ) -> Result<EdgeHandle, EdgeError> {
-        config.validate(broker.max_connections)?;
+        config.validate()?;
         let mut bound = Vec::new();
         if let Some(tls) = &config.mqtts {
             let server_config = tls::server_config(tls, config.auth_mode)?;
@@ -199,27 +201,36 @@ impl Edge {
             bound.push((bind(addr).await?, Transport::Plain));
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let upstream_addrs = crate::embedded::listeners_of(broker.addr);
+        let filters = protocol::topic::edge_filters(Some(&config.product_key));
+        let (link, driver) = link::Link::new(&broker, filters);
         let shared = Arc::new(Shared {
-            broker,
             authenticator,
             presence: Presence::new(presence),
-            upstream_opening: tokio::sync::Semaphore::new(loopback::UPSTREAM_OPENING),
             sessions: sessions::Sessions::default(),
-            upstream_addrs,
-            next_upstream: std::sync::atomic::AtomicUsize::new(0),
+            link,
             counters: Counters::default(),
             shutdown: shutdown_rx,
             config,
         });
-        let limits = listener::Limits::new(&shared.config);
+        let (link_stop, stop_rx) = oneshot::channel();
         let mut handle = EdgeHandle {
             mqtts_addr: None,
             mqtt_addr: None,
             shutdown: shutdown_tx,
             listeners: JoinSet::new(),
+            link: JoinSet::new(),
+            link_stop,
             shared: Arc::clone(&shared),
         };
+        handle
+            .link
+            .spawn(link::drive(driver, Arc::clone(&shared), stop_rx));
+        let limit = shared.config.upstream_timeout;
+        match tokio::time::timeout(limit, shared.link.up()).await {
+            Ok(true) => {}
+            _ => return Err(EdgeError::Broker(format!("not connected after {limit:?}"))),
+        }
+        let limits = listener::Limits::new(&shared.config);
         for (tcp, transport) in bound {
             let addr = tcp.local_addr().map_err(|source| EdgeError::Bind {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -264,6 +275,8 @@ pub struct EdgeHandle {
     mqtt_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     listeners: JoinSet<()>,
+    link: JoinSet<()>,
+    link_stop: oneshot::Sender<()>,
     shared: Arc<Shared>,
 }
 
@@ -299,16 +312,25 @@ impl EdgeHandle {
             refused_connects: get(&c.refused_connects),
             sessions: get(&c.sessions),
             presence_dropped: self.shared.presence.dropped(),
+            messages_queued: get(&self.shared.link.deliveries.queued),
+            messages_dropped: get(&self.shared.link.deliveries.dropped),
         }
     }
 
     /// Stops accepting, closes every connection (sessions report
-    /// [`DisconnectReason::Shutdown`]) and waits for all tasks to end.
+    /// [`DisconnectReason::Shutdown`] and hand their wills to the link),
+    /// then closes the link and waits for all tasks to end.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while let Some(result) = self.listeners.join_next().await {
             if let Err(e) = result {
                 tracing::error!(error = %e, "edge listener task failed");
+            }
+        }
+        let _ = self.link_stop.send(());
+        while let Some(result) = self.link.join_next().await {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "edge link task failed");
             }
         }
     }

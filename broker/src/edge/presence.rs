@@ -25,8 +25,11 @@ pub enum DisconnectReason {
     ClientDisconnect,
     /// The appliance closed the connection (or it broke) without DISCONNECT.
     ConnectionLost,
-    /// The broker closed the session (keepalive expired).
+    /// The edge's link to the broker was lost (messages for the appliance
+    /// may have been lost with it; it pulls `$next` when it reconnects).
     BrokerClosed,
+    /// No packet from the appliance for 1.5 times its keepalive.
+    KeepaliveTimeout,
     /// The same appliance connected again; this older session was closed
     /// first.
     TakenOver,
@@ -50,8 +53,6 @@ pub enum PresenceEvent {
         session: u64,
         /// Remote address.
         peer: SocketAddr,
-        /// Whether the broker resumed a persistent session.
-        session_present: bool,
         /// When.
         at: SystemTime,
     },

@@ -1,45 +1,56 @@
-//! An admitted appliance's session: its place in the per-appliance session
-//! registry (`sessions`), one loopback connection to the broker
-//! (`loopback`), then two loops run side by side until either side closes:
+//! An admitted appliance's session. The edge is the appliance's MQTT 3.1.1
+//! server: it answers every packet itself and talks to the broker only
+//! through its shared link (`link`); no connection to rumqttd is opened per
+//! appliance.
 //!
-//! - uplink: appliance -> broker, packet by packet through `guard`,
-//!   re-encoded; a refused packet ends the session without a DISCONNECT
-//!   upstream, so the broker publishes the appliance's will. PUBACKs must
-//!   acknowledge the oldest outstanding QoS 1 PUBLISH (`flow`).
-//! - downlink: broker -> appliance, copied frame by frame, except SUBACKs
-//!   (merged with the filters the edge refused) and UNSUBACKs (the edge
-//!   answers UNSUBSCRIBE itself), plus the answers the uplink asks for.
+//! [`run`] takes the appliance's place in the registry (`sessions`), which
+//! first closes an older session of the same appliance, answers CONNACK
+//! (session present = 0: the edge keeps no offline session), reports
+//! presence, serves the session until it ends, publishes the will unless
+//! the appliance said DISCONNECT, and reports the end.
 //!
-//! Buffers are bounded by the packet size limits; a write to the appliance
-//! that makes no progress for `write_timeout` ends the session, so a slow
-//! appliance only ever holds up itself (the broker's outgoing queue for it
-//! is bounded by rumqttd's inflight window and its filter logs).
+//! One task serves a session, in a loop:
+//! - appliance -> edge: packets framed from the socket and judged by
+//!   `guard`; a PUBLISH is handed to the link (QoS 1) before its PUBACK is
+//!   written; SUBSCRIBE / UNSUBSCRIBE change the session's subscriptions in
+//!   its `inbox`; PINGREQ is answered; any refused packet ends the session.
+//! - edge -> appliance: messages the link put in the inbox, at most
+//!   `flow::WINDOW` QoS 1 ones unacknowledged.
+//! - keepalive: 1.5 x the CONNECT's keepalive without a packet ends it.
+//!
+//! A write that makes no progress for `write_timeout`, or an inbox that
+//! overflows, ends the session as a slow consumer: a slow appliance only
+//! ever holds up itself.
 
-use std::sync::Mutex;
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
-use rumqttc::mqttbytes::v4::{Packet, SubAck};
-use rumqttc::mqttbytes::{check, Error as CodecError};
+use bytes::BytesMut;
+use rumqttc::mqttbytes::v4::{LastWill, Packet, PubAck};
+use rumqttc::mqttbytes::{Error as CodecError, QoS};
+use rumqttc::AsyncClient;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{sleep_until, timeout, Instant};
 
 use super::acl::Acl;
 use super::admission::Admitted;
 use super::connect::{connack_v4, ConnackCode};
-use super::flow::{publish_pkid, Flow};
-use super::guard::{encode, flags_ok, judge, Verdict};
-use super::loopback;
+use super::flow::Flow;
+use super::guard::{self, flags_ok, judge, Verdict};
+use super::inbox::Inbox;
 use super::{Counters, DisconnectReason, PresenceEvent, Shared};
-use crate::upstream::Upstream;
 
-/// Time given to a closing handshake (TLS close_notify) with the appliance.
+/// Time given to a closing handshake (TLS close_notify) with the appliance,
+/// and to handing its will to the link.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Smallest read of both loops; a packet known to be larger is read whole.
+/// Time an older session of the same appliance gets to close.
+const TAKEOVER_LIMIT: Duration = Duration::from_secs(5);
+/// Smallest read; a packet known to be larger is read whole.
 const READ_CHUNK: usize = 1024;
 /// Largest buffer capacity kept by an idle session.
 const KEEP_CAPACITY: usize = 16 * 1024;
+/// Bytes of outgoing packets gathered before a write.
+const WRITE_BATCH: usize = 16 * 1024;
 
 /// Runs the session of an admitted appliance to its end.
 pub(crate) async fn run<S>(admitted: Admitted<S>, shared: &Shared)
@@ -54,33 +65,28 @@ where
     } = admitted;
     let id = device.appliance_id;
     let session = shared.presence.next_session();
-    let ticket = shared
-        .sessions
-        .enter(id, session, loopback::BROKER_CLOSE)
-        .await;
+    let ticket = shared.sessions.enter(id, session, TAKEOVER_LIMIT).await;
     if ticket.superseded() {
         return; // the same appliance connected again meanwhile
     }
-    let mut upstream = match loopback::open(&device, shared).await {
-        Ok(upstream) => upstream,
-        Err(why) => {
-            tracing::warn!(appliance = %id, %peer, why, "broker unavailable for appliance");
-            Counters::bump(&shared.counters.refused_connects);
-            let refused = connack_v4(ConnackCode::ServerUnavailable);
-            if let Ok(Ok(())) = timeout(CLOSE_GRACE, stream.write_all(&refused)).await {
-                let _ = timeout(CLOSE_GRACE, stream.shutdown()).await;
-            }
-            return;
+    let Some(epoch) = shared.link.epoch() else {
+        tracing::warn!(appliance = %id, %peer, "broker link down, appliance refused");
+        Counters::bump(&shared.counters.refused_connects);
+        let refused = connack_v4(ConnackCode::ServerUnavailable);
+        if let Ok(Ok(())) = timeout(CLOSE_GRACE, stream.write_all(&refused)).await {
+            let _ = timeout(CLOSE_GRACE, stream.shutdown()).await;
         }
+        return;
     };
-    let session_present = upstream.connack.session_present;
-    let accepted = [0x20, 0x02, u8::from(session_present), 0x00];
+    let accepted = connack_v4(ConnackCode::Accepted);
+    let written = async {
+        stream.write_all(&accepted).await?;
+        stream.flush().await
+    };
     if !matches!(
-        timeout(shared.config.write_timeout, stream.write_all(&accepted)).await,
+        timeout(shared.config.write_timeout, written).await,
         Ok(Ok(()))
     ) {
-        let (mut rx, mut tx) = upstream.stream.split();
-        loopback::close(&mut rx, &mut tx, DisconnectReason::ConnectionLost).await;
         return;
     }
     Counters::bump(&shared.counters.sessions);
@@ -89,12 +95,32 @@ where
         appliance_id: id,
         session,
         peer,
-        session_present,
         at: SystemTime::now(),
     });
     let acl = Acl::new(&shared.config.product_key, &id);
+    let wiring = Wiring {
+        acl: &acl,
+        inbox: ticket.inbox(),
+        uplink: shared.link.client(),
+        max_packet_size: shared.config.max_packet_size,
+        write_timeout: shared.config.write_timeout,
+        idle_limit: Duration::from_secs(device.keep_alive.into()) * 3 / 2,
+    };
     let stop = ticket.stop_requested();
-    let reason = forward(stream, buffered, upstream, &acl, stop, shared).await;
+    let ended = async {
+        tokio::select! {
+            () = stop => DisconnectReason::TakenOver,
+            () = super::stopped(shared.shutdown.clone()) => DisconnectReason::Shutdown,
+            () = shared.link.lost(epoch) => DisconnectReason::BrokerClosed,
+        }
+    };
+    let reason = serve(&mut stream, buffered, &wiring, ended).await;
+    let _ = timeout(CLOSE_GRACE, stream.shutdown()).await;
+    if reason != DisconnectReason::ClientDisconnect {
+        if let Some(will) = device.will {
+            publish_will(shared.link.client(), will).await;
+        }
+    }
     tracing::debug!(appliance = %id, %peer, session, ?reason, "session ended");
     shared.presence.report(PresenceEvent::Disconnected {
         appliance_id: id,
@@ -106,221 +132,197 @@ where
     drop(ticket); // only now may a newer session of this appliance start
 }
 
-async fn forward<S>(
-    client: S,
-    buffered: BytesMut,
-    upstream: Upstream,
-    acl: &Acl,
-    stop: impl std::future::Future<Output = ()>,
-    shared: &Shared,
-) -> DisconnectReason
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
-{
-    let (mut client_rx, mut client_tx) = tokio::io::split(client);
-    let Upstream {
-        stream: mut broker,
-        pending: from_broker,
-        ..
-    } = upstream;
-    let (mut broker_rx, mut broker_tx) = broker.split();
-    let flow = Mutex::new(Flow::default());
-    let (answers_tx, mut answers_rx) = mpsc::channel(shared.config.max_pending_subscribes + 2);
-    let reason = {
-        let up = uplink(
-            &mut client_rx,
-            buffered,
-            &mut broker_tx,
-            acl,
-            &flow,
-            answers_tx,
-            shared,
-        );
-        let down = downlink(
-            &mut broker_rx,
-            from_broker,
-            &mut client_tx,
-            &flow,
-            &mut answers_rx,
-            shared,
-        );
-        tokio::select! {
-            reason = up => reason,
-            reason = down => reason,
-            _ = stop => DisconnectReason::TakenOver,
-            _ = super::stopped(shared.shutdown.clone()) => DisconnectReason::Shutdown,
-        }
-    };
-    let _ = timeout(CLOSE_GRACE, client_tx.shutdown()).await;
-    loopback::close(&mut broker_rx, &mut broker_tx, reason).await;
-    reason
+async fn publish_will(uplink: &AsyncClient, will: LastWill) {
+    let handed = uplink.publish_bytes(will.topic, QoS::AtLeastOnce, false, will.message);
+    if !matches!(timeout(CLOSE_GRACE, handed).await, Ok(Ok(()))) {
+        tracing::warn!("will not handed to the broker link in time; dropped");
+    }
 }
 
-/// Appliance -> broker. Returns why the session ends.
-async fn uplink<R, W>(
-    client: &mut R,
-    mut buf: BytesMut,
-    broker: &mut W,
-    acl: &Acl,
-    flow: &Mutex<Flow>,
-    answers: mpsc::Sender<Bytes>,
-    shared: &Shared,
+/// What one session is connected to, besides its socket.
+pub(crate) struct Wiring<'a> {
+    pub(crate) acl: &'a Acl,
+    pub(crate) inbox: &'a Inbox,
+    /// The link's client: device -> hub messages go there.
+    pub(crate) uplink: &'a AsyncClient,
+    pub(crate) max_packet_size: usize,
+    pub(crate) write_timeout: Duration,
+    /// Longest time without a packet from the appliance.
+    pub(crate) idle_limit: Duration,
+}
+
+/// Serves an established session until it ends; `ended` resolves with a
+/// reason when something outside the session ends it (takeover, shutdown,
+/// link lost). `input` holds bytes already read after the CONNECT.
+pub(crate) async fn serve<S>(
+    stream: &mut S,
+    input: BytesMut,
+    wiring: &Wiring<'_>,
+    ended: impl Future<Output = DisconnectReason>,
 ) -> DisconnectReason
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
-    use DisconnectReason::{BrokerClosed, ClientDisconnect, ConnectionLost, ProtocolViolation};
-    let max_packet = shared.config.max_packet_size;
-    let max_pending = shared.config.max_pending_subscribes;
-    let mut out = BytesMut::new();
-    let mut needed = READ_CHUNK;
+    let mut session = Session {
+        stream,
+        wiring,
+        input,
+        out: BytesMut::new(),
+        flow: Flow::default(),
+        last_packet: Instant::now(),
+    };
+    tokio::pin!(ended);
     loop {
-        while let Some(&byte1) = buf.first() {
-            let packet = match Packet::read(&mut buf, max_packet) {
-                Ok(packet) => packet,
-                Err(CodecError::InsufficientBytes(more)) => {
-                    needed = more;
-                    break;
-                }
-                Err(CodecError::PayloadSizeLimitExceeded(_)) => {
-                    return ProtocolViolation("packet over the size limit")
-                }
-                Err(_) => return ProtocolViolation("malformed packet"),
-            };
-            if !flags_ok(byte1) {
-                return ProtocolViolation("malformed fixed header flags");
-            }
-            let mut answer = None;
-            match judge(acl, packet) {
-                Verdict::Forward(packet) => {
-                    if let Packet::PubAck(ack) = &packet {
-                        if !lock(flow).acked(ack.pkid) {
-                            return ProtocolViolation("PUBACK out of order or unsolicited");
-                        }
-                    }
-                    encode(&packet, &mut out);
-                }
-                Verdict::Subscribe {
-                    forward: Some(subscribe),
-                    plan,
-                } => {
-                    if !lock(flow).subacks.insert(plan, max_pending) {
-                        return ProtocolViolation("SUBSCRIBE packet id reused or too many pending");
-                    }
-                    encode(&Packet::Subscribe(subscribe), &mut out);
-                }
-                Verdict::Subscribe {
-                    forward: None,
-                    plan,
-                } => {
-                    answer = Some(Packet::SubAck(plan.refuse_all()));
-                }
-                Verdict::Unsubscribe {
-                    forward,
-                    answer: ack,
-                } => {
-                    if let Some(packet) = forward {
-                        encode(&packet, &mut out);
-                    }
-                    answer = Some(Packet::UnsubAck(ack));
-                }
-                Verdict::Disconnect => {
-                    encode(&Packet::Disconnect, &mut out);
-                    let _ = broker.write_all(&out).await;
-                    return ClientDisconnect;
-                }
-                Verdict::Close(why) => return ProtocolViolation(why),
-            }
-            if let Some(packet) = answer {
-                // What was forwarded so far goes first (an UNSUBACK must
-                // not overtake its UNSUBSCRIBE).
-                if !out.is_empty() && broker.write_all(&out).await.is_err() {
-                    return BrokerClosed;
-                }
-                out.clear();
-                let mut bytes = BytesMut::new();
-                encode(&packet, &mut bytes);
-                if answers.send(bytes.freeze()).await.is_err() {
-                    return BrokerClosed;
+        tokio::select! {
+            step = session.step() => {
+                if let Err(reason) = step {
+                    return reason;
                 }
             }
-        }
-        if !out.is_empty() {
-            if broker.write_all(&out).await.is_err() {
-                return BrokerClosed;
-            }
-            recycle(&mut out, 0);
-        }
-        recycle(&mut buf, needed);
-        needed = READ_CHUNK;
-        match client.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return ConnectionLost,
-            Ok(_) => {}
+            reason = &mut ended => return reason,
         }
     }
 }
 
-/// Broker -> appliance. Returns why the session ends.
-async fn downlink<R, W>(
-    broker: &mut R,
-    mut buf: BytesMut,
-    client: &mut W,
-    flow: &Mutex<Flow>,
-    answers: &mut mpsc::Receiver<Bytes>,
-    shared: &Shared,
-) -> DisconnectReason
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    use DisconnectReason::{BrokerClosed, ConnectionLost, SlowConsumer};
-    let max_packet = shared.broker.max_packet_size;
-    let mut out = BytesMut::new();
-    loop {
-        let needed = loop {
-            let header = match check(buf.iter(), max_packet) {
-                Ok(header) => header,
-                Err(CodecError::InsufficientBytes(more)) => break more,
-                Err(_) => return BrokerClosed,
-            };
-            let kind = buf.first().map_or(0, |b| b >> 4);
-            let frame = buf.split_to(header.frame_length());
-            match kind {
-                9 => match SubAck::read(header, frame.freeze()) {
-                    Ok(ack) => {
-                        let merged = lock(flow).subacks.resolve(ack);
-                        encode(&Packet::SubAck(merged), &mut out);
-                    }
-                    Err(_) => return BrokerClosed,
-                },
-                11 => {} // UNSUBACK: the edge answered already
-                3 => {
-                    if let Some(pkid) = publish_pkid(&frame) {
-                        if !lock(flow).sent(pkid) {
-                            return BrokerClosed;
-                        }
-                    }
-                    out.extend_from_slice(&frame);
-                }
-                _ => out.extend_from_slice(&frame),
-            }
-        };
-        if !out.is_empty() {
-            match timeout(shared.config.write_timeout, client.write_all(&out)).await {
-                Ok(Ok(())) => recycle(&mut out, 0),
-                Ok(Err(_)) => return ConnectionLost,
-                Err(_) => return SlowConsumer,
-            }
-        }
-        recycle(&mut buf, needed);
+struct Session<'a, 'w, S> {
+    stream: &'a mut S,
+    wiring: &'a Wiring<'w>,
+    input: BytesMut,
+    out: BytesMut,
+    flow: Flow,
+    last_packet: Instant,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, '_, S> {
+    /// One round: handle what the appliance sent, send what waits, then
+    /// wait for more of either (or the keepalive deadline).
+    async fn step(&mut self) -> Result<(), DisconnectReason> {
+        let needed = self.consume().await?;
+        self.collect()?;
+        self.flush().await?;
+        recycle(&mut self.input, needed);
+        let deadline = self.last_packet + self.wiring.idle_limit;
         tokio::select! {
-            read = broker.read_buf(&mut buf) => match read {
-                Ok(0) | Err(_) => return BrokerClosed,
-                Ok(_) => {}
+            read = self.stream.read_buf(&mut self.input) => match read {
+                Ok(0) | Err(_) => Err(DisconnectReason::ConnectionLost),
+                Ok(_) => Ok(()),
             },
-            Some(answer) = answers.recv() => out.extend_from_slice(&answer),
+            () = self.wiring.inbox.ready() => Ok(()),
+            () = sleep_until(deadline) => Err(DisconnectReason::KeepaliveTimeout),
         }
+    }
+
+    /// Handles every complete packet in `input`; returns how many more
+    /// bytes the next packet needs.
+    async fn consume(&mut self) -> Result<usize, DisconnectReason> {
+        use DisconnectReason::ProtocolViolation;
+        while let Some(&byte1) = self.input.first() {
+            let packet = match Packet::read(&mut self.input, self.wiring.max_packet_size) {
+                Ok(packet) => packet,
+                Err(CodecError::InsufficientBytes(more)) => return Ok(more),
+                Err(CodecError::PayloadSizeLimitExceeded(_)) => {
+                    return Err(ProtocolViolation("packet over the size limit"))
+                }
+                Err(_) => return Err(ProtocolViolation("malformed packet")),
+            };
+            if !flags_ok(byte1) {
+                return Err(ProtocolViolation("malformed fixed header flags"));
+            }
+            self.last_packet = Instant::now();
+            self.apply(judge(self.wiring.acl, packet)).await?;
+        }
+        Ok(READ_CHUNK)
+    }
+
+    async fn apply(&mut self, verdict: Verdict) -> Result<(), DisconnectReason> {
+        let answer = match verdict {
+            Verdict::Publish(publish) => {
+                let (qos, pkid) = (publish.qos, publish.pkid);
+                let uplink = self.wiring.uplink;
+                uplink
+                    .publish_bytes(publish.topic, QoS::AtLeastOnce, false, publish.payload)
+                    .await
+                    .map_err(|_| DisconnectReason::BrokerClosed)?;
+                if qos == QoS::AtMostOnce {
+                    return Ok(());
+                }
+                Packet::PubAck(PubAck::new(pkid))
+            }
+            Verdict::Subscribe(subscribe) => {
+                let acl = self.wiring.acl;
+                let ack = self
+                    .wiring
+                    .inbox
+                    .subscriptions(|subs| guard::subscribe(acl, subs, &subscribe));
+                Packet::SubAck(ack)
+            }
+            Verdict::Unsubscribe(unsubscribe) => {
+                let inbox = self.wiring.inbox;
+                Packet::UnsubAck(inbox.subscriptions(|s| guard::unsubscribe(s, &unsubscribe)))
+            }
+            Verdict::PubAck(pkid) => {
+                if !self.flow.acked(pkid) {
+                    let why = "PUBACK out of order or unsolicited";
+                    return Err(DisconnectReason::ProtocolViolation(why));
+                }
+                return Ok(());
+            }
+            Verdict::Ping => Packet::PingResp,
+            Verdict::Disconnect => return Err(DisconnectReason::ClientDisconnect),
+            Verdict::Close(why) => return Err(DisconnectReason::ProtocolViolation(why)),
+        };
+        encode(answer, &mut self.out);
+        Ok(())
+    }
+
+    /// Moves waiting messages from the inbox into `out`, as far as the
+    /// in-flight window and the write batch allow.
+    fn collect(&mut self) -> Result<(), DisconnectReason> {
+        let inbox = self.wiring.inbox;
+        if inbox.overflowed() {
+            return Err(DisconnectReason::SlowConsumer);
+        }
+        while self.out.len() < WRITE_BATCH && self.flow.has_room() {
+            let Some(mut publish) = inbox.take().map_err(|_| DisconnectReason::SlowConsumer)?
+            else {
+                break;
+            };
+            if publish.qos == QoS::AtLeastOnce {
+                match self.flow.send() {
+                    Some(pkid) => publish.pkid = pkid,
+                    None => break, // unreachable: `has_room` was checked
+                }
+            }
+            encode(Packet::Publish(publish), &mut self.out);
+        }
+        Ok(())
+    }
+
+    /// Writes `out` to the appliance within the write timeout.
+    async fn flush(&mut self) -> Result<(), DisconnectReason> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let write = async {
+            self.stream.write_all(&self.out).await?;
+            self.stream.flush().await
+        };
+        match timeout(self.wiring.write_timeout, write).await {
+            Ok(Ok(())) => {
+                recycle(&mut self.out, 0);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(DisconnectReason::ConnectionLost),
+            Err(_) => Err(DisconnectReason::SlowConsumer),
+        }
+    }
+}
+
+/// Encodes a packet the edge produced (sizes are bounded by the broker's
+/// and the edge's packet limits, so this does not fail).
+fn encode(packet: Packet, out: &mut BytesMut) {
+    if let Err(e) = packet.write(out, usize::MAX) {
+        tracing::error!(error = %e, "could not encode a packet for an appliance");
     }
 }
 
@@ -340,23 +342,5 @@ fn recycle(buf: &mut BytesMut, needed: usize) {
     }
 }
 
-fn lock(flow: &Mutex<Flow>) -> std::sync::MutexGuard<'_, Flow> {
-    flow.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buffers_shrink_back_after_a_large_packet() {
-        let mut buf = BytesMut::new();
-        recycle(&mut buf, 64 * 1024);
-        assert!(buf.capacity() >= 64 * 1024);
-        buf.extend_from_slice(&[1; 100]);
-        recycle(&mut buf, 0);
-        assert!(buf.is_empty() && buf.capacity() <= KEEP_CAPACITY);
-        recycle(&mut buf, 10);
-        assert!(buf.capacity() >= READ_CHUNK);
-    }
-}
+mod tests;

@@ -1,27 +1,32 @@
-//! One live session per appliance. When an appliance connects again while
-//! its previous session is still open (a reconnect after a network flap,
-//! two devices with the same identity), the edge closes the previous
-//! session *completely* (rumqttd has closed its loopback connection) before
-//! opening the new one, instead of leaving the takeover to rumqttd.
+//! One live session per appliance, and the way to it for hub -> device
+//! messages. When an appliance connects again while its previous session
+//! is still open (a reconnect after a network flap, two devices with the
+//! same identity), the edge closes the previous session *completely*
+//! (its will published, its `Disconnected` reported) before the new one
+//! answers CONNACK, so presence events of one appliance never interleave
+//! and a will can never follow the new session's first message.
 //!
-//! Why: rumqttd's takeover frees the old connection's id and may hand it to
-//! the new connection at once; if the old connection's socket breaks at
-//! that moment, rumqttd reports its disconnect for the recycled id and
-//! kills the new connection, which leaves that rumqttd listener one
-//! reconnect away from a permanent failure (see `crate::upstream`).
-//! Serializing sessions per appliance id at the edge rules that out.
+//! Each entry holds the session's [`Inbox`]: the edge's link to the broker
+//! hands every hub -> device message to the inbox of the appliance its
+//! topic names ([`Sessions::deliver`]), without ever waiting. A message for
+//! an appliance with no live session is dropped: the edge keeps no offline
+//! session, and an appliance pulls `$next` on every connect.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protocol::ApplianceId;
+use rumqttc::mqttbytes::v4::Publish;
 use tokio::sync::watch;
+
+use super::inbox::{Inbox, Offer};
 
 struct Entry {
     token: u64,
     stop: watch::Sender<bool>,
     done: watch::Receiver<()>,
+    inbox: Arc<Inbox>,
 }
 
 /// The live session of every connected appliance.
@@ -43,6 +48,7 @@ pub(crate) struct Ticket<'a> {
     id: ApplianceId,
     token: u64,
     stop: watch::Receiver<bool>,
+    inbox: Arc<Inbox>,
     _done: watch::Sender<()>,
 }
 
@@ -52,10 +58,12 @@ impl Sessions {
     pub(crate) async fn enter(&self, id: ApplianceId, token: u64, limit: Duration) -> Ticket<'_> {
         let (stop_tx, stop) = watch::channel(false);
         let (done, done_rx) = watch::channel(());
+        let inbox = Arc::new(Inbox::default());
         let entry = Entry {
             token,
             stop: stop_tx,
             done: done_rx,
+            inbox: Arc::clone(&inbox),
         };
         let previous = self.lock().insert(id, entry);
         if let Some(mut previous) = previous {
@@ -68,8 +76,16 @@ impl Sessions {
             id,
             token,
             stop,
+            inbox,
             _done: done,
         }
+    }
+
+    /// Hands a hub -> device message to the live session of `id`; `None`
+    /// when the appliance has no live session (the message is dropped).
+    pub(crate) fn deliver(&self, id: &ApplianceId, publish: Publish) -> Option<Offer> {
+        let inbox = self.lock().get(id).map(|entry| Arc::clone(&entry.inbox))?;
+        Some(inbox.offer(publish))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ApplianceId, Entry>> {
@@ -81,6 +97,11 @@ impl Ticket<'_> {
     /// Whether a newer session of the same appliance asked this one to stop.
     pub(crate) fn superseded(&self) -> bool {
         *self.stop.borrow()
+    }
+
+    /// The session's inbox.
+    pub(crate) fn inbox(&self) -> &Inbox {
+        &self.inbox
     }
 
     /// Resolves when a newer session asks this one to stop.
@@ -145,5 +166,26 @@ mod tests {
             sessions.enter(ApplianceId::new_random(), 2, LIMIT),
         );
         assert!(b.await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn messages_reach_only_the_live_session_of_their_appliance() {
+        use rumqttc::mqttbytes::QoS;
+        let sessions = Sessions::default();
+        let id = ApplianceId::new_random();
+        let topic = format!("/sys/va/{id}/thing/job/notify");
+        let message = || Publish::new(topic.clone(), QoS::AtLeastOnce, "{}");
+        assert_eq!(sessions.deliver(&id, message()), None, "offline: dropped");
+        let ticket = sessions.enter(id, 1, LIMIT).await;
+        ticket
+            .inbox()
+            .subscriptions(|s| s.add(&topic, QoS::AtLeastOnce));
+        assert_eq!(sessions.deliver(&id, message()), Some(Offer::Queued));
+        let other = ApplianceId::new_random();
+        assert_eq!(sessions.deliver(&other, message()), None);
+        assert!(ticket.inbox().take().expect("no overflow").is_some());
+        drop(ticket);
+        assert_eq!(sessions.deliver(&id, message()), None);
+        assert!(sessions.lock().is_empty());
     }
 }

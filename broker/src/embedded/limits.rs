@@ -41,14 +41,11 @@ pub struct BrokerLimits {
     /// so connection storms go about as many times faster as there are
     /// listeners (measured: 2,000 connects in 2.3 s with 1, 0.6 s with 4).
     pub listeners: usize,
-    /// Connections rumqttd accepts in total (edge + internal). Beyond it
-    /// rumqttd drops new connections *and* breaks its listener for that
-    /// client id, so the edge must always stay below
-    /// `max_connections - reserved_internal_connections`.
+    /// Connections rumqttd accepts in total. Beyond it rumqttd drops new
+    /// connections *and* breaks its listener for that client id. The hub
+    /// and the edge use one each; the rest serves tools and tests that
+    /// play appliances directly with internal credentials.
     pub max_connections: usize,
-    /// Connections kept for internal clients (hub, probes, tools); the rest
-    /// is what the edge may use.
-    pub reserved_internal_connections: usize,
     /// Largest MQTT packet (remaining length) rumqttd accepts from any client.
     pub max_packet_size: usize,
     /// Packets rumqttd reads from one connection before handing them to the
@@ -60,15 +57,16 @@ pub struct BrokerLimits {
     pub qos0_read_batch: u64,
     /// How long rumqttd waits for CONNECT on a new socket.
     pub connect_timeout: Duration,
-    /// Log size of every filter not listed in `uplink_filters`: the
-    /// hub -> appliance filters, one set per appliance.
+    /// Log size of every filter not matched by `fleet_filters` (those of
+    /// tools and tests that subscribe directly).
     pub default_log: LogLimits,
-    /// Log size of the `uplink_filters` (the hub's subscriptions to the
-    /// appliance -> hub topics of the whole fleet).
-    pub uplink_log: LogLimits,
-    /// Filters that get `uplink_log`. A subscription filter gets it when it
+    /// Log size of the `fleet_filters`: the hub's subscriptions to the
+    /// appliance -> hub topics of the whole fleet, and the edge's to the
+    /// hub -> appliance topics of the whole fleet.
+    pub fleet_log: LogLimits,
+    /// Filters that get `fleet_log`. A subscription filter gets it when it
     /// matches one of these patterns (rumqttd's `custom_segment`).
-    pub uplink_filters: Vec<String>,
+    pub fleet_filters: Vec<String>,
     /// How long [`super::EmbeddedBroker::start`] waits for the broker to
     /// accept an MQTT connection.
     pub startup_timeout: Duration,
@@ -79,7 +77,6 @@ impl Default for BrokerLimits {
         BrokerLimits {
             listeners: 4,
             max_connections: 16_384,
-            reserved_internal_connections: 64,
             max_packet_size: 256 * 1024,
             read_batch: 100,
             qos0_read_batch: 200,
@@ -88,30 +85,27 @@ impl Default for BrokerLimits {
                 segment_size: 16 * 1024,
                 segment_count: 4,
             },
-            uplink_log: LogLimits {
+            fleet_log: LogLimits {
                 segment_size: 4 * 1024 * 1024,
                 segment_count: 8,
             },
-            uplink_filters: default_uplink_filters(),
+            fleet_filters: default_fleet_filters(),
             startup_timeout: Duration::from_secs(10),
         }
     }
 }
 
-/// The hub's fleet-wide subscriptions to appliance -> hub topics
+/// The fleet-wide subscriptions: the hub's to appliance -> hub topics
 /// (`/sys/+/+/thing/job/update`, ...; shared-subscription prefixes are
-/// stripped by rumqttd before the match).
-fn default_uplink_filters() -> Vec<String> {
-    protocol::topic::hub_filters(None)
+/// stripped by rumqttd before the match) and the edge's to hub -> appliance
+/// topics (`/sys/va/+/thing/job/notify`, ... match `/sys/+/+/...`).
+fn default_fleet_filters() -> Vec<String> {
+    let mut filters = protocol::topic::hub_filters(None);
+    filters.extend(protocol::topic::edge_filters(None));
+    filters
 }
 
 impl BrokerLimits {
-    /// Connections the edge may open to the broker.
-    pub fn edge_connection_budget(&self) -> usize {
-        self.max_connections
-            .saturating_sub(self.reserved_internal_connections)
-    }
-
     /// Checks every value rumqttd would panic on or misbehave with.
     pub fn validate(&self) -> Result<(), BrokerError> {
         let fail = |what: &str| Err(BrokerError::InvalidLimits(what.to_owned()));
@@ -120,11 +114,6 @@ impl BrokerLimits {
         }
         if self.max_connections == 0 {
             return fail("max_connections must be > 0 (0 rejects every connection)");
-        }
-        if self.reserved_internal_connections == 0
-            || self.reserved_internal_connections >= self.max_connections
-        {
-            return fail("reserved_internal_connections must be in 1..max_connections");
         }
         if self.max_packet_size < 1024 {
             return fail("max_packet_size must be >= 1024");
@@ -136,13 +125,13 @@ impl BrokerLimits {
         if timeout_ms == 0 || timeout_ms > u128::from(u16::MAX) {
             return fail("connect_timeout must be between 1 ms and 65.535 s");
         }
-        for log in [self.default_log, self.uplink_log] {
+        for log in [self.default_log, self.fleet_log] {
             if log.segment_size < 1024 || log.segment_count == 0 {
                 return fail("log segment_size must be >= 1024 and segment_count >= 1");
             }
         }
-        if self.uplink_filters.iter().any(|f| f.is_empty()) {
-            return fail("uplink_filters must not contain an empty filter");
+        if self.fleet_filters.iter().any(|f| f.is_empty()) {
+            return fail("fleet_filters must not contain an empty filter");
         }
         if self.startup_timeout.is_zero() {
             return fail("startup_timeout must be > 0");
@@ -188,9 +177,9 @@ impl BrokerLimits {
                 (format!("internal-{i}"), server)
             })
             .collect();
-        let uplink = SegmentConfig {
-            max_segment_size: self.uplink_log.segment_size,
-            max_segment_count: self.uplink_log.segment_count,
+        let fleet = SegmentConfig {
+            max_segment_size: self.fleet_log.segment_size,
+            max_segment_count: self.fleet_log.segment_count,
         };
         let router = RouterConfig {
             max_connections: self.max_connections,
@@ -198,9 +187,9 @@ impl BrokerLimits {
             max_segment_size: self.default_log.segment_size,
             max_segment_count: self.default_log.segment_count,
             custom_segment: Some(
-                self.uplink_filters
+                self.fleet_filters
                     .iter()
-                    .map(|f| (f.clone(), uplink.clone()))
+                    .map(|f| (f.clone(), fleet.clone()))
                     .collect(),
             ),
             initialized_filters: None,
@@ -232,24 +221,19 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_valid_and_leave_room_for_the_edge() {
-        let limits = BrokerLimits::default();
-        assert!(limits.validate().is_ok());
-        assert!(limits.edge_connection_budget() >= 12_000);
+    fn defaults_are_valid() {
+        assert!(BrokerLimits::default().validate().is_ok());
     }
 
     #[test]
     fn values_rumqttd_cannot_run_with_are_refused() {
         assert!(invalid(|l| l.max_connections = 0));
         assert!(invalid(|l| l.listeners = 0));
-        assert!(invalid(
-            |l| l.reserved_internal_connections = l.max_connections
-        ));
         assert!(invalid(|l| l.default_log.segment_size = 0));
-        assert!(invalid(|l| l.uplink_log.segment_count = 0));
+        assert!(invalid(|l| l.fleet_log.segment_count = 0));
         assert!(invalid(|l| l.connect_timeout = Duration::from_secs(100)));
         assert!(invalid(|l| l.read_batch = 0));
-        assert!(invalid(|l| l.uplink_filters.push(String::new())));
+        assert!(invalid(|l| l.fleet_filters.push(String::new())));
     }
 
     #[test]
@@ -270,6 +254,6 @@ mod tests {
         }
         assert!(config.v5.is_none() && config.ws.is_none() && config.console.is_none());
         assert_eq!(config.router.max_segment_size, 16 * 1024);
-        assert_eq!(config.router.custom_segment.map(|c| c.len()), Some(3));
+        assert_eq!(config.router.custom_segment.map(|c| c.len()), Some(6));
     }
 }

@@ -6,30 +6,29 @@
 //! ports picked here, and a static username -> password map holding only
 //! the internal principals `hub` and `edge`, whose secrets are random and
 //! new at each start. Appliances never reach these listeners: they go
-//! through the edge (`crate::edge`), which re-connects on their behalf as
-//! `edge`.
+//! through the edge (`crate::edge`), which serves their sessions itself
+//! and reaches rumqttd through one connection of its own as `edge`.
 //!
 //! There are 4 listeners by default rather than one: rumqttd's accept thread
 //! blocks on its router for each new connection, so a single listener caps
 //! connection storms at about 900 per second on a busy 2-core machine (2,000
-//! connects took 2.3 s with 1 listener, 0.6 s with 4). The hub connects to
-//! the first ([`EmbeddedBroker::addr`]); the edge spreads appliances over
-//! all of them. All listeners share one router, one session store and one
-//! credential map.
+//! connects took 2.3 s with 1 listener, 0.6 s with 4). The hub and the edge
+//! connect to the first ([`EmbeddedBroker::addr`]); tools and tests that
+//! play many appliances directly use all of them. All listeners share one
+//! router, one session store and one credential map.
 //!
 //! # Limits ([`BrokerLimits::default`])
 //!
 //! | limit | default | why |
 //! |---|---|---|
 //! | `listeners` | 4 | connect throughput (above) |
-//! | `max_connections` | 16,384 | 10,000 appliances + 20 % reconnect headroom at the edge (12,000) + churn: the edge's count drops before rumqttd notices a close |
-//! | `reserved_internal_connections` | 64 | hub, probes and tools; the edge gets the rest ([`BrokerLimits::edge_connection_budget`]) |
+//! | `max_connections` | 16,384 | the hub and the edge need one each; tools and tests may play 10,000 appliances directly |
 //! | `max_packet_size` | 256 KiB | hub -> appliance replies (a `$list` of tasks); the edge caps appliance packets lower |
 //! | `read_batch` | 100 | packets per router hand-off (rumqttd's `max_inflight_count`; its outgoing QoS 1 window is a fixed 100) |
 //! | `qos0_read_batch` | 200 | rumqttd's own default |
 //! | `connect_timeout` | 5 s | internal clients send CONNECT at once |
-//! | `default_log` | 16 KiB x 4 | one log per filter, never freed, filled by everything published to it: <= 64 KiB per appliance filter |
-//! | `uplink_log` | 4 MiB x 8 | the hub's fleet-wide filters (`/sys/+/+/thing/job/update`, ...): 32 MiB, about 100,000 updates kept while the hub restarts |
+//! | `default_log` | 16 KiB x 4 | one log per filter, never freed, filled by everything published to it: <= 64 KiB per filter of a tool or test |
+//! | `fleet_log` | 4 MiB x 8 | the fleet-wide filters of the hub (`/sys/+/+/thing/job/update`, ...) and of the edge (`/sys/va/+/thing/job/notify`, ...): 32 MiB each, about 100,000 messages kept while their reader is away |
 //!
 //! Other rumqttd settings: `next_connection_delay_ms` 0 (rumqttd sleeps that
 //! long after *every* accept), `dynamic_filters` false (a publish nobody
@@ -52,7 +51,7 @@ mod limits;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -72,22 +71,6 @@ const BIND_ATTEMPTS: usize = 5;
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 /// How long a probe waits for rumqttd to close after its DISCONNECT.
 const PROBE_CLOSE: Duration = Duration::from_secs(2);
-
-/// Listeners of the embedded brokers of this process, first (primary)
-/// address first. rumqttd lives as long as the process, so entries are
-/// never removed.
-static LISTENERS: Mutex<Vec<Vec<SocketAddr>>> = Mutex::new(Vec::new());
-
-/// Every listener of the embedded broker whose primary listener is `addr`,
-/// or just `addr` if it is not one of this process's embedded brokers.
-pub(crate) fn listeners_of(addr: SocketAddr) -> Vec<SocketAddr> {
-    let registry = LISTENERS.lock().unwrap_or_else(|p| p.into_inner());
-    registry
-        .iter()
-        .find(|addrs| addrs.first() == Some(&addr))
-        .cloned()
-        .unwrap_or_else(|| vec![addr])
-}
 
 /// Errors of the embedded broker's start.
 #[derive(Debug, thiserror::Error)]
@@ -134,8 +117,6 @@ impl EmbeddedBroker {
             match wait_ready(&addrs, &hub, &running, limits.startup_timeout).await {
                 Ok(()) => {
                     tracing::info!(?addrs, "embedded broker ready");
-                    let mut registry = LISTENERS.lock().unwrap_or_else(|p| p.into_inner());
-                    registry.push(addrs.clone());
                     return Ok(EmbeddedBroker {
                         addrs,
                         hub,
@@ -175,18 +156,17 @@ impl EmbeddedBroker {
         &self.hub
     }
 
-    /// Credentials the edge connects with on behalf of appliances.
+    /// Credentials of the edge's link to the broker.
     pub fn edge_credentials(&self) -> &Credentials {
         &self.edge
     }
 
     /// What the edge needs to front this broker: address, the `edge`
-    /// credentials, its connection budget and packet size.
+    /// credentials and the packet size.
     pub fn edge_endpoint(&self) -> crate::edge::BrokerEndpoint {
         crate::edge::BrokerEndpoint {
             addr: self.addr(),
             credentials: self.edge.clone(),
-            max_connections: self.limits.edge_connection_budget(),
             max_packet_size: self.limits.max_packet_size,
         }
     }

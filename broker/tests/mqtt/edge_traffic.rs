@@ -1,6 +1,6 @@
 //! Traffic through the edge: an appliance's update reaches the hub, the
-//! hub's notify reaches the appliance, sessions persist, presence is
-//! reported, shutdown closes sessions.
+//! hub's notify reaches the appliance, presence is reported, shutdown and
+//! reconnects close sessions.
 
 use anyhow::Result;
 use broker::edge::{DisconnectReason, PresenceEvent};
@@ -71,30 +71,6 @@ async fn update_reaches_the_hub_and_notify_reaches_the_appliance() -> Result<()>
 }
 
 #[tokio::test]
-async fn a_persistent_session_gets_what_was_published_while_offline() -> Result<()> {
-    let fleet = Fleet::start(1).await?;
-    let a = fleet.appliances[0].clone();
-    let id = a.id.to_string();
-    let login = Some((id.as_str(), a.token.as_str()));
-    let mut hub = fleet.hub("hub-persist").await?;
-
-    let (mut device, ack) = RawClient::connect(fleet.plain_addr(), &id, login, false).await?;
-    assert_eq!(ack.code, ConnectReturnCode::Success);
-    device.subscribe(&[&a.topic("job/notify")]).await?;
-    device.disconnect().await?;
-    // Whether rumqttd closed the session before the publish or after
-    // (delivering it to the dying link), an unacknowledged message is sent
-    // again to the next connection of the persistent session.
-
-    hub.publish(&a.topic("job/notify"), b"queued").await?;
-    let (mut device, ack) = RawClient::connect(fleet.plain_addr(), &id, login, false).await?;
-    assert!(ack.session_present);
-    let got = device.recv_publish().await?;
-    assert_eq!(&got.payload[..], b"queued");
-    Ok(())
-}
-
-#[tokio::test]
 async fn shutdown_closes_sessions_and_reports_them() -> Result<()> {
     let mut fleet = Fleet::start(1).await?;
     let a = fleet.appliances[0].clone();
@@ -146,5 +122,53 @@ async fn a_reconnect_closes_the_previous_session_first() -> Result<()> {
     );
     new.send(rumqttc::mqttbytes::v4::Packet::PingReq).await?;
     assert_eq!(new.recv().await?, rumqttc::mqttbytes::v4::Packet::PingResp);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_will_is_published_on_a_lost_connection_only() -> Result<()> {
+    let fleet = Fleet::start(1).await?;
+    let a = fleet.appliances[0].clone();
+    let id = a.id.to_string();
+    let mut hub = fleet.hub("hub-will").await?;
+    hub.subscribe(&["/sys/+/+/thing/event/metrics/post"])
+        .await?;
+    let will_connect = |message: &'static str| {
+        let mut connect = rumqttc::mqttbytes::v4::Connect::new(id.clone());
+        connect.keep_alive = 30;
+        connect.set_login(id.clone(), a.token.clone());
+        connect.last_will = Some(rumqttc::mqttbytes::v4::LastWill::new(
+            a.topic("event/metrics/post"),
+            message,
+            rumqttc::mqttbytes::QoS::AtLeastOnce,
+            false,
+        ));
+        connect
+    };
+    let addr = fleet.plain_addr();
+    let connect = |message| {
+        let packet = rumqttc::mqttbytes::v4::Packet::Connect(will_connect(message));
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            let mut client = RawClient::new(tcp);
+            client.send(packet).await?;
+            match client.recv().await? {
+                rumqttc::mqttbytes::v4::Packet::ConnAck(ack) => {
+                    anyhow::ensure!(ack.code == ConnectReturnCode::Success, "{ack:?}")
+                }
+                other => anyhow::bail!("expected CONNACK, got {other:?}"),
+            }
+            Ok::<_, anyhow::Error>(client)
+        }
+    };
+
+    connect("after DISCONNECT").await?.disconnect().await?;
+    let lost = connect("lost").await?;
+    drop(lost); // closed without DISCONNECT
+    let got = hub.recv_publish().await?;
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..]),
+        (a.topic("event/metrics/post").as_str(), &b"lost"[..])
+    );
     Ok(())
 }

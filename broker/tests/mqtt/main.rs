@@ -5,6 +5,7 @@
 
 mod edge_acl;
 mod edge_connect;
+mod edge_delivery;
 mod edge_resilience;
 mod edge_traffic;
 mod embedded;

@@ -16,10 +16,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Admin, ApiJson, ApiPath, ApiQuery};
-use super::files::{declared_length, declared_sha256};
+use super::files::{declared_length, declared_sha256, Binary};
 use super::AppState;
 use crate::artifacts::{
     ArtifactError, ExternalInfo, FileName, Sha256Digest, UploadInfo, DEFAULT_CONTENT_TYPE,
@@ -41,7 +42,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// An artifact with a freshly signed download link.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifactView {
     /// The catalogue entry.
@@ -73,12 +74,14 @@ pub(crate) fn artifact_error(err: ArtifactError) -> ApiError {
 }
 
 /// `POST /api/v1/artifacts` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     /// The name it is downloaded as.
     pub name: String,
-    /// The sha256 the body must have.
+    /// The sha256 the body must have (64 hex digits; or the `x-sha256`
+    /// header).
     pub sha256: Option<String>,
 }
 
@@ -95,6 +98,19 @@ fn file_name(raw: &str) -> Result<FileName, ApiError> {
         .map_err(|err| ApiError::bad_request("invalid name", err))
 }
 
+#[utoipa::path(post, path = "/api/v1/artifacts", tag = "operators",
+    params(UploadQuery,
+        ("x-sha256" = Option<String>, Header, description = "the sha256 the body must have")),
+    request_body(content = Binary, content_type = "application/octet-stream",
+        description = "the artifact's bytes, streamed to disk; any Content-Type, kept and \
+            served back with downloads"),
+    security(("admin" = [])),
+    responses(
+        (status = 201, body = ArtifactView, description = "catalogued"),
+        (status = 200, body = ArtifactView, description = "the same bytes were catalogued already"),
+        (status = 400, body = ErrorBody, description = "bad name, or a sha256 that does not match"),
+        (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody, description = "over --max-artifact-size")))]
 async fn upload(
     _: Admin,
     State(state): State<AppState>,
@@ -128,7 +144,7 @@ async fn upload(
 }
 
 /// `POST /api/v1/artifacts/external` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalRequest {
     /// The name it is known by.
@@ -144,6 +160,13 @@ pub struct ExternalRequest {
     pub content_type: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/artifacts/external", tag = "operators",
+    request_body = ExternalRequest, security(("admin" = [])),
+    responses(
+        (status = 201, body = ArtifactView, description = "catalogued"),
+        (status = 200, body = ArtifactView, description = "registered already, as given"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the sha256 is catalogued otherwise")))]
 async fn register_external(
     _: Admin,
     State(state): State<AppState>,
@@ -170,7 +193,8 @@ async fn register_external(
 }
 
 /// Paging of the list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Rows to skip.
@@ -180,9 +204,11 @@ pub struct ListQuery {
     pub limit: Option<u32>,
     /// `createdAt` (default), `name` or `size`.
     #[serde(default)]
+    #[param(value_type = Option<String>)]
     pub sortby: ArtifactSort,
     /// `asc` (default) or `desc`.
     #[serde(default)]
+    #[param(value_type = Option<String>)]
     pub order: Order,
 }
 
@@ -198,7 +224,7 @@ pub enum Order {
 }
 
 /// One page of the catalogue.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifactsPage {
     /// Artifacts in the catalogue.
@@ -211,6 +237,10 @@ pub struct ArtifactsPage {
     pub items: Vec<ArtifactView>,
 }
 
+#[utoipa::path(get, path = "/api/v1/artifacts", tag = "operators",
+    params(ListQuery), security(("admin" = [])),
+    responses((status = 200, body = ArtifactsPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
 async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -238,6 +268,11 @@ async fn list(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/artifacts/{sha256}", tag = "operators",
+    params(("sha256" = String, Path, description = "the artifact's sha256, 64 hex digits")),
+    security(("admin" = [])),
+    responses((status = 200, body = ArtifactView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn one(
     _: Admin,
     State(state): State<AppState>,

@@ -25,8 +25,9 @@ use protocol::TaskId;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::AppState;
 use crate::artifacts::logs::LogError;
@@ -51,12 +52,47 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// A body of raw bytes, as the documentation shows it.
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Binary(pub Vec<u8>);
+
+/// The query of every signed link (documentation of what
+/// [`UrlSigner::verify`] reads from the raw query).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SignedLink {
+    /// When the link expires, epoch seconds.
+    pub expires: u64,
+    /// HMAC-SHA256 of the path and `expires`, lowercase hex.
+    pub sig: String,
+}
+
 fn check_link(signer: &UrlSigner, path: &str, query: Option<&str>) -> Result<(), ApiError> {
     signer
         .verify(path, query)
         .map_err(|err| ApiError::Forbidden(err.to_string()))
 }
 
+#[utoipa::path(method(get, head), path = "/artifacts/{sha256}/{name}", tag = "files",
+    params(("sha256" = String, Path, description = "the artifact's sha256"),
+        ("name" = String, Path, description = "the name it is downloaded as"),
+        SignedLink,
+        ("Range" = Option<String>, Header, description = "one range: `bytes=<first>-[<last>]` \
+            or `bytes=-<suffix length>`"),
+        ("If-Range" = Option<String>, Header,
+            description = "the ETag; any other value serves the whole file")),
+    responses(
+        (status = 200, body = Binary, content_type = "application/octet-stream",
+            description = "the whole file (HEAD: its headers), with ETag (the quoted sha256), \
+                Content-Length, Accept-Ranges and the artifact's Content-Type"),
+        (status = 206, body = Binary, content_type = "application/octet-stream",
+            description = "the range asked for, with Content-Range"),
+        (status = 403, body = ErrorBody, description = "the link is unsigned, tampered with or \
+            expired"),
+        (status = 404, body = ErrorBody, description = "no such artifact in this hub's store"),
+        (status = 416, body = ErrorBody, description = "the range cannot be served; \
+            Content-Range: bytes */<size>")))]
 async fn artifact(
     State(state): State<AppState>,
     ApiPath((sha256, name)): ApiPath<(String, String)>,
@@ -100,6 +136,24 @@ fn task_id(raw: &str) -> Result<TaskId, ApiError> {
         .map_err(|_| ApiError::Forbidden("the link's signature is invalid".into()))
 }
 
+#[utoipa::path(method(get, head), path = "/logs/{task}", tag = "files",
+    params(("task" = String, Path, description = "the collectLog task"),
+        SignedLink,
+        ("Range" = Option<String>, Header, description = "one range: `bytes=<first>-[<last>]` \
+            or `bytes=-<suffix length>`"),
+        ("If-Range" = Option<String>, Header,
+            description = "the ETag; any other value serves the whole file")),
+    responses(
+        (status = 200, body = Binary, content_type = "application/octet-stream",
+            description = "the whole archive (HEAD: its headers), with ETag (the quoted sha256), \
+                Content-Length and Accept-Ranges"),
+        (status = 206, body = Binary, content_type = "application/octet-stream",
+            description = "the range asked for, with Content-Range"),
+        (status = 403, body = ErrorBody, description = "the link is unsigned, tampered with or \
+            expired"),
+        (status = 404, body = ErrorBody, description = "no archive uploaded for this task"),
+        (status = 416, body = ErrorBody, description = "the range cannot be served; \
+            Content-Range: bytes */<size>")))]
 async fn log_archive(
     State(state): State<AppState>,
     ApiPath(task): ApiPath<String>,
@@ -126,12 +180,14 @@ async fn log_archive(
 }
 
 /// `PUT /uploads/logs/{taskId}` answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogUploaded {
     /// The task.
+    #[schema(value_type = String)]
     pub task_id: TaskId,
     /// sha256 of the archive received.
+    #[schema(value_type = String)]
     pub sha256: Sha256Digest,
     /// Its size.
     pub size: u64,
@@ -139,6 +195,22 @@ pub struct LogUploaded {
     pub uploaded_at: i64,
 }
 
+#[utoipa::path(put, path = "/uploads/logs/{task}", tag = "files",
+    params(("task" = String, Path, description = "the collectLog task"),
+        SignedLink,
+        ("x-sha256" = Option<String>, Header, description = "the sha256 the body must have")),
+    request_body(content = Binary, content_type = "application/octet-stream",
+        description = "the log archive, streamed to disk; a second upload replaces the first"),
+    responses(
+        (status = 200, body = LogUploaded, description = "received"),
+        (status = 400, body = ErrorBody, description = "a sha256 that does not match, or a \
+            body that broke off; nothing kept"),
+        (status = 403, body = ErrorBody, description = "the link is unsigned, tampered with or \
+            expired"),
+        (status = 404, body = ErrorBody, description = "no such collectLog task"),
+        (status = 409, body = ErrorBody, description = "the task takes no upload (not released, \
+            or canceled)"),
+        (status = 413, body = ErrorBody, description = "over --max-log-size; nothing kept")))]
 async fn upload_log(
     State(state): State<AppState>,
     ApiPath(task): ApiPath<String>,

@@ -20,6 +20,7 @@ pub mod paging;
 pub mod register;
 pub mod tags;
 pub mod ui_appliances;
+pub mod ui_logs;
 pub mod ui_model;
 pub mod ui_services;
 pub mod va;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .merge(register::router())
         .merge(va::router())
         .merge(ui_appliances::router())
+        .merge(ui_logs::router())
         .merge(ui_services::router())
         .merge(metrics::router())
         .merge(liveness::router())

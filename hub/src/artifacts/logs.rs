@@ -13,10 +13,11 @@
 //!    answers the task's state until the archive is in, then a signed
 //!    `GET /logs/{taskId}` link to it.
 //!
-//! The customer-facing `/ui/appliances/{id}/log/` endpoint is a thin layer
-//! over these calls: scope the appliance to the caller's customer, then
-//! `latest` (or `status` of a known task), and `request` when there is no
-//! task yet or the caller asks for a new one.
+//! The customer-facing `/ui/appliances/{id}/log/` endpoint
+//! ([`crate::api::ui_logs`]) is a thin layer over these calls: it scopes
+//! the appliance to the caller's customer, then answers `latest`, or asks
+//! through [`LogService::request_unless_open`], which answers the task
+//! still waiting for its archive instead of creating a second one.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ use futures::Stream;
 use protocol::{ApplianceId, ExecutionStatus, JobDocument, TaskId};
 use serde::Serialize;
 use thiserror::Error;
+use tokio::sync::Mutex;
+use utoipa::ToSchema;
 
 use super::blobs::{BlobDir, ReceiveError};
 use super::signer::{self, UrlSigner};
@@ -96,7 +99,7 @@ pub struct LogRequested {
 }
 
 /// Where a log task stands for the customer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(tag = "state", rename_all = "camelCase")]
 pub enum LogStatus {
     /// The archive is in: download it from `downloadUrl` (signed, expiring).
@@ -107,31 +110,56 @@ pub enum LogStatus {
         /// Archive size in bytes.
         size: u64,
         /// Archive sha256.
+        #[schema(value_type = String)]
         sha256: Sha256Digest,
         /// When it came in, epoch ms.
         uploaded_at: i64,
         /// The task's own state (the appliance may report after uploading).
+        #[schema(value_type = String)]
         status: ExecutionStatus,
     },
     /// Not uploaded yet; the task's state.
     #[serde(rename_all = "camelCase")]
     Pending {
         /// QUEUED, SENT, IN_PROGRESS, or a terminal state without archive.
+        #[schema(value_type = String)]
         status: ExecutionStatus,
     },
 }
 
 /// A log task and its status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogTaskView {
     /// The task.
+    #[schema(value_type = String)]
     pub task_id: TaskId,
+    /// Its job.
+    #[schema(value_type = String)]
+    pub job_id: JobId,
     /// Its appliance (check it is the caller's before answering).
+    #[schema(value_type = String)]
     pub appliance_id: ApplianceId,
     /// Where it stands.
     #[serde(flatten)]
     pub status: LogStatus,
+}
+
+impl LogTaskView {
+    /// Still running and without archive: asking again should wait for
+    /// this one.
+    pub fn is_open(&self) -> bool {
+        matches!(self.status, LogStatus::Pending { status } if !status.is_terminal())
+    }
+}
+
+/// What a request for an appliance's logs came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogRequest {
+    /// A new collectLog task.
+    Created(LogRequested),
+    /// The appliance's task that is still waiting for its archive.
+    Open(LogTaskView),
 }
 
 /// Log collection for the REST layers.
@@ -143,6 +171,9 @@ pub struct LogService {
     files: BlobDir,
     clock: SharedClock,
     max_size: u64,
+    /// Held by [`LogService::request_unless_open`] from its check to the
+    /// task's creation.
+    requesting: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for LogService {
@@ -172,6 +203,7 @@ impl LogService {
             files: BlobDir::open(&data_dir.join("logs"))?,
             clock,
             max_size,
+            requesting: Arc::new(Mutex::new(())),
         })
     }
 
@@ -220,6 +252,33 @@ impl LogService {
         })
     }
 
+    /// [`LogService::request`], unless the appliance's latest collectLog
+    /// task is still open and has no archive yet: then that task, as the
+    /// original backend answered a repeated request. The window is checked
+    /// either way. Requests go one at a time through here, so two at once
+    /// create one task (jobs created elsewhere, by operators, are not
+    /// serialized with these).
+    pub async fn request_unless_open(
+        &self,
+        appliance: ApplianceId,
+        customer: Option<CustomerId>,
+        start: i64,
+        end: i64,
+    ) -> Result<LogRequest, LogError> {
+        let window = JobDocument::CollectLog {
+            start,
+            end,
+            upload_path: UPLOAD_PATH_PLACEHOLDER.to_owned(),
+        };
+        window.validate().map_err(JobError::from)?;
+        let _one_at_a_time = self.requesting.lock().await;
+        if let Some(open) = self.latest(appliance).await?.filter(LogTaskView::is_open) {
+            return Ok(LogRequest::Open(open));
+        }
+        let created = self.request(appliance, customer, start, end).await?;
+        Ok(LogRequest::Created(created))
+    }
+
     /// Where a collectLog task stands: its download link once uploaded.
     pub async fn status(&self, task_id: &TaskId) -> Result<LogTaskView, LogError> {
         let task = self.store.log_task(task_id).await?;
@@ -247,6 +306,7 @@ impl LogService {
         };
         LogTaskView {
             task_id: task.task_id,
+            job_id: task.job_id,
             appliance_id: task.appliance_id,
             status,
         }

@@ -3,11 +3,16 @@
 //! ever waiting. When the queue is full the publish is dropped and counted:
 //! its appliance gets no reply and repeats the request, which is the
 //! protocol's own answer to an overloaded hub.
+//!
+//! [`Link::subscribed`] resolves on the first SUBACK: the hub starts the
+//! device edge only then, because the embedded broker drops a publish that
+//! no filter matches, so an appliance's first request would otherwise be
+//! lost.
 
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS, SubscribeFilter};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -16,30 +21,54 @@ use super::MqttSettings;
 /// Capacity of the queue between the event loop and the dispatcher.
 pub const INBOUND_QUEUE: usize = 65_536;
 
+/// The hub's MQTT connection, as [`start`] returns it.
+pub struct Link {
+    /// The client to publish with.
+    pub client: AsyncClient,
+    /// Incoming device publishes.
+    pub inbound: mpsc::Receiver<Publish>,
+    subscribed: watch::Receiver<bool>,
+}
+
+impl Link {
+    /// Resolves once the broker acknowledged the hub's subscriptions (the
+    /// first SUBACK); `false` if the connection's task ended before.
+    pub fn subscribed(&self) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let mut subscribed = self.subscribed.clone();
+        async move {
+            let done = subscribed.wait_for(|s| *s).await.is_ok();
+            done
+        }
+    }
+}
+
 /// Connects (lazily: the event loop connects when first polled) and returns
-/// the client and the queue of incoming device publishes.
-pub fn start(
-    settings: &MqttSettings,
-    shutdown: CancellationToken,
-    tracker: &TaskTracker,
-) -> (AsyncClient, mpsc::Receiver<Publish>) {
+/// the client, the queue of incoming device publishes and the SUBACK signal.
+pub fn start(settings: &MqttSettings, shutdown: CancellationToken, tracker: &TaskTracker) -> Link {
     let (client, eventloop) = AsyncClient::new(settings.options(), 10_000);
-    let (tx, rx) = mpsc::channel(INBOUND_QUEUE);
+    let (tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+    let (subscribed_tx, subscribed) = watch::channel(false);
     let filters = protocol::topic::hub_filters(settings.share_group.as_deref());
     let driver = Driver {
         client: client.clone(),
         filters,
         tx,
+        subscribed: subscribed_tx,
         tracker: tracker.clone(),
     };
     tracker.spawn(driver.run(eventloop, shutdown));
-    (client, rx)
+    Link {
+        client,
+        inbound,
+        subscribed,
+    }
 }
 
 struct Driver {
     client: AsyncClient,
     filters: Vec<String>,
     tx: mpsc::Sender<Publish>,
+    subscribed: watch::Sender<bool>,
     tracker: TaskTracker,
 }
 
@@ -56,6 +85,9 @@ impl Driver {
                     tracing::info!("connected to the MQTT broker");
                     backoff = Duration::from_millis(50);
                     self.subscribe();
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    self.subscribed.send_replace(true);
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     if let Err(err) = self.tx.try_send(publish) {

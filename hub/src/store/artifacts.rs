@@ -13,12 +13,14 @@ use crate::artifacts::{FileName, Sha256Digest};
 
 /// One artifact: a file in the hub's store, or a file elsewhere that
 /// appliances download from its registered URL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
     /// Identity and checksum: sha256 of the whole file.
+    #[schema(value_type = String)]
     pub sha256: Sha256Digest,
     /// The name it is downloaded as.
+    #[schema(value_type = String)]
     pub name: FileName,
     /// Bytes.
     pub size: u64,

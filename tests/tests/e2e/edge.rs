@@ -126,3 +126,45 @@ async fn an_appliance_cannot_update_another_appliances_task() -> anyhow::Result<
     hub.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_released_while_offline_comes_through_next_on_reconnect() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = TestHub::start(dir.path()).await?;
+    let identity = hub.provision(1).await?.remove(0);
+    let appliance = hub.connect_tls(&identity).await?;
+    wait_until("the appliance online", || async {
+        Ok(status_of(&hub, &identity).await? == ApplianceStatus::Online)
+    })
+    .await?;
+    drop(appliance);
+    wait_until("the appliance offline", || async {
+        Ok(status_of(&hub, &identity).await? == ApplianceStatus::Offline)
+    })
+    .await?;
+
+    // Released while nobody listens: the edge keeps nothing for it.
+    let job_id = hub
+        .create_job(
+            json!({"taskType": "collectMetrics"}),
+            &[identity.appliance_id],
+        )
+        .await?;
+    wait_until("the notify sent", || async {
+        Ok(hub.job(&job_id).await?["counts"]["SENT"] == 1)
+    })
+    .await?;
+
+    let mut appliance = hub.connect_tls(&identity).await?;
+    let next = appliance.get("$next").await?;
+    let Some(protocol::message::GetReplyData::One { task: Some(task) }) = next.data else {
+        panic!("expected the task through $next, got {next:?}");
+    };
+    let reply = appliance
+        .update(json!({"taskId": task.task_id, "status": "SUCCEEDED"}))
+        .await?;
+    assert_eq!(reply.code, ReplyCode::Ok, "{}", reply.message);
+    assert_eq!(hub.job(&job_id).await?["counts"]["SUCCEEDED"], 1);
+    hub.stop().await;
+    Ok(())
+}

@@ -26,16 +26,6 @@ async fn liveness_when(
     hub.liveness(id).await
 }
 
-/// The next notify of `task_type`, skipping others (heartbeats).
-async fn notify_of(appliance: &mut TestAppliance, task_type: TaskType) -> anyhow::Result<Notify> {
-    loop {
-        let notify = appliance.notify().await?;
-        if notify.params.task.job_document.task_type() == task_type {
-            return Ok(notify);
-        }
-    }
-}
-
 /// Answers a heartbeat as topics.md 5.3 says, with the appliance's clock.
 async fn answer(appliance: &mut TestAppliance, server_time: i64, clock: i64) -> anyhow::Result<()> {
     let reply = appliance
@@ -83,10 +73,10 @@ async fn heartbeats_keep_appliances_online_and_two_missed_make_them_offline() ->
     for round in 1..=3 {
         hub.advance(5 * MINUTE)?;
         let now = T0 + round * 5 * MINUTE;
-        let notify = notify_of(&mut alive, TaskType::Heartbeat).await?;
+        let notify = alive.heartbeat().await?;
         assert_eq!(server_time(&notify, alive.id), now);
         answer(&mut alive, now, now + 50).await?;
-        let ignored = notify_of(&mut quiet, TaskType::Heartbeat).await?;
+        let ignored = quiet.heartbeat().await?;
         assert_eq!(server_time(&ignored, quiet.id), now);
         let expected = if round < 3 { "ONLINE" } else { "OFFLINE" };
         let seen = liveness_when(&hub, quiet.id, "the round recorded", |l| {
@@ -177,10 +167,11 @@ async fn a_token_is_renewed_before_it_expires_and_both_work_until_confirmed() ->
 
     // Ten days before expiry the renewal goes out.
     hub.advance(50 * DAY)?;
-    let renewal = notify_of(&mut appliance, TaskType::UpdateApplianceConfig)
-        .await?
-        .params
-        .task;
+    let renewal = appliance.notify().await?.params.task;
+    assert_eq!(
+        renewal.job_document.task_type(),
+        TaskType::UpdateApplianceConfig
+    );
     let JobDocument::UpdateApplianceConfig { body } = &renewal.job_document else {
         panic!("expected updateApplianceConfig");
     };

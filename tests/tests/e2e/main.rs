@@ -11,3 +11,4 @@ mod rest_flow;
 mod rest_inputs;
 mod rest_refusals;
 mod rollout;
+mod ui_logs;

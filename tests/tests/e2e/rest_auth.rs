@@ -368,9 +368,45 @@ async fn operators_publish_versions_services_and_tags() -> anyhow::Result<()> {
     let (_, customers) = hub.get("/api/v1/customers").await?;
     assert_eq!(customers["items"][0]["appliances"], 1);
 
+    // Tasks that download need the artifact in the store: these firmware
+    // versions name one that was never uploaded.
+    let before = hub.fingerprint().await?;
+    let (status, refused) = hub
+        .call(
+            Method::POST,
+            &format!("/ui/appliances/{}/upgrade", id.as_str().unwrap_or_default()),
+            Some(&customer.api_key),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["cause"].as_str().unwrap_or_default().contains(sha),
+        "{refused}"
+    );
+    assert_eq!(hub.fingerprint().await?, before);
+    let ntp = json!({"serviceCode": "ntp", "version": "1.0", "branch": "stable",
+        "imagePath": "ntp.tar", "imageSha256": sha, "requestCpu": 0.5, "requestMemory": 1});
+    assert_eq!(hub.post("/api/v1/service-versions", &ntp).await?.0, 201);
+    let before = hub.fingerprint().await?;
+    let (status, refused) = hub
+        .call(
+            Method::POST,
+            "/ui/services/ntp/install",
+            Some(&customer.api_key),
+            Some(&json!({"applianceId": id})),
+        )
+        .await?;
+    assert_eq!(
+        (status, &refused["message"]),
+        (400, &json!("unknown artifact"))
+    );
+    assert_eq!(hub.fingerprint().await?, before);
+
     // Capacity: a service bigger than the appliance is refused.
+    let db = hub.upload_artifact("db.tar", b"db 1.0".to_vec()).await?;
     let big = json!({"serviceCode": "db", "version": "1.0", "branch": "stable",
-        "imagePath": "db.tar", "imageSha256": sha, "requestCpu": 64, "requestMemory": 1});
+        "imagePath": "db.tar", "imageSha256": db, "requestCpu": 64, "requestMemory": 1});
     assert_eq!(hub.post("/api/v1/service-versions", &big).await?.0, 201);
     let before = hub.fingerprint().await?;
     let (status, refused) = hub

@@ -1,12 +1,16 @@
 //! The original backend's REST surface end to end: a customer registers an
 //! appliance with its register token, the appliance connects over TLS with
-//! the token and CA it was given, the frontend installs a service and the
-//! finished task shows in the `/ui/` list; then the rest of the appliance's
-//! lifecycle (toggle, settings, storage, metrics, delete).
+//! the token and CA it was given, the frontend installs a service (the task
+//! links the uploaded package) and the finished task shows in the `/ui/`
+//! list; then the rest of the appliance's lifecycle (toggle, settings,
+//! storage, metrics, delete), and upgrades.
 
 use std::net::SocketAddr;
 
-use protocol::{MessageKind, ReplyCode, TaskType};
+use anyhow::Context;
+use hub::artifacts::Sha256Digest;
+use protocol::message::Task;
+use protocol::{JobDocument, MessageKind, ReplyCode, TaskType};
 use reqwest::Method;
 use serde_json::{json, Value};
 use tests::appliance::Identity;
@@ -15,13 +19,22 @@ use tests::{wait_until, TestAppliance, TestHub};
 
 const GIB: u64 = 1 << 30;
 
-/// Publishes `dns` 1.4.2 (1 core, 1 GiB) and 1.5.0 (2 cores, 2 GiB).
+/// The bytes of a file of `what` (a package, a firmware image).
+fn file_of(what: &str) -> Vec<u8> {
+    format!("{what}\n").repeat(4096).into_bytes()
+}
+
+/// Uploads and publishes `dns` 1.4.2 (1 core, 1 GiB) and 1.5.0 (2 cores,
+/// 2 GiB), their packages being `file_of("dns <version>")`.
 async fn publish_dns(hub: &TestHub) -> anyhow::Result<()> {
     for (version, cpu, memory) in [("1.4.2", 1.0, GIB), ("1.5.0", 2.0, 2 * GIB)] {
+        let package = file_of(&format!("dns {version}"));
+        let sha = hub
+            .upload_artifact(&format!("dns-{version}.tar"), package)
+            .await?;
         let body = json!({"serviceCode": "dns", "serviceName": "DNS", "version": version,
             "branch": "stable", "imagePath": format!("services/dns/{version}.tar"),
-            "imageSha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
-            "requestCpu": cpu, "requestMemory": memory});
+            "imageSha256": sha, "requestCpu": cpu, "requestMemory": memory});
         let (status, answer) = hub.post("/api/v1/service-versions", &body).await?;
         assert_eq!(status, 201, "{answer}");
     }
@@ -46,7 +59,7 @@ pub async fn register(hub: &TestHub, customer: &TestCustomer) -> anyhow::Result<
 }
 
 /// Connects the registered appliance over TLS with what registration gave.
-async fn connect(hub: &TestHub, registered: &Value) -> anyhow::Result<TestAppliance> {
+pub async fn connect(hub: &TestHub, registered: &Value) -> anyhow::Result<TestAppliance> {
     let identity: Identity = serde_json::from_value(registered.clone())?;
     let port = registered["iotPort"].as_u64().unwrap_or_default();
     assert_eq!(
@@ -66,11 +79,42 @@ async fn complete(
 ) -> anyhow::Result<TaskType> {
     let task = appliance.notify().await?.params.task;
     assert_eq!(task.task_id.as_str(), task_id);
+    succeed(appliance, task_id, result).await?;
+    Ok(task.job_document.task_type())
+}
+
+/// Reports `task_id` SUCCEEDED with `result`.
+async fn succeed(
+    appliance: &mut TestAppliance,
+    task_id: &str,
+    result: Value,
+) -> anyhow::Result<()> {
     let reply = appliance
         .update(json!({"taskId": task_id, "status": "SUCCEEDED", "result": result}))
         .await?;
     assert_eq!(reply.code, ReplyCode::Ok, "{}", reply.message);
-    Ok(task.job_document.task_type())
+    Ok(())
+}
+
+/// Checks that `task` links `file` (its jobFile signed with its sha256)
+/// and that the link downloads exactly its bytes.
+async fn downloads(hub: &TestHub, task: &Task, file: &[u8]) -> anyhow::Result<()> {
+    let job_file = task
+        .job_file
+        .clone()
+        .context("the task carries a jobFile")?;
+    let sha = Sha256Digest::of(file).to_string();
+    assert_eq!(
+        (job_file.sign.as_str(), job_file.file_size),
+        (sha.as_str(), u64::try_from(file.len())?)
+    );
+    let response = hub.http().get(&job_file.file_url).send().await?;
+    assert_eq!(response.status().as_u16(), 200, "{}", job_file.file_url);
+    assert!(
+        response.bytes().await?.as_ref() == file,
+        "the bytes downloaded"
+    );
+    Ok(())
 }
 
 async fn ui(
@@ -85,7 +129,7 @@ async fn ui(
 
 /// Waits until every notify written so far is published (the outbox is
 /// empty), so that the database changes only on request.
-async fn settled(hub: &TestHub) -> anyhow::Result<()> {
+pub async fn settled(hub: &TestHub) -> anyhow::Result<()> {
     wait_until("the outbox drained", || async {
         Ok(hub.hub().store().pending_outbox(1).await?.is_empty())
     })
@@ -131,8 +175,15 @@ async fn a_registered_appliance_installs_a_service_from_the_frontend() -> anyhow
     )
     .await?;
     assert_eq!(status, 409, "one package change at a time: {twice}");
-    let task_type = complete(&mut appliance, &task, json!({})).await?;
-    assert_eq!(task_type, TaskType::InstallService);
+    let notified = appliance.notify().await?.params.task;
+    assert_eq!(notified.task_id.as_str(), task);
+    let JobDocument::InstallService(package) = &notified.job_document else {
+        panic!("expected installService, got {:?}", notified.job_document);
+    };
+    let bytes = file_of("dns 1.4.2");
+    assert_eq!(package.image_sha256, Sha256Digest::of(&bytes).to_string());
+    downloads(&hub, &notified, &bytes).await?;
+    succeed(&mut appliance, &task, json!({})).await?;
 
     let (status, view) = ui(
         &hub,
@@ -348,12 +399,16 @@ async fn firmware_and_services_upgrade_to_the_newest_enabled_versions() -> anyho
     let dir = tempfile::tempdir()?;
     let hub = TestHub::start(dir.path()).await?;
     publish_dns(&hub).await?;
-    let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     for version in ["3.2.0.0", "3.1.4.0"] {
+        let image = file_of(&format!("firmware {version}"));
+        let sha = hub
+            .upload_artifact(&format!("va-{version}.img"), image)
+            .await?;
         let body = json!({"version": version, "displayVersion": version.trim_end_matches(".0"),
             "firmwarePath": format!("fw/{version}.img"), "firmwareSha256": sha});
         assert_eq!(hub.post("/api/v1/appliance-versions", &body).await?.0, 201);
     }
+    let newest = file_of("firmware 3.2.0.0");
     let customer = hub.customer("ACME").await?;
     let registered = register(&hub, &customer).await?;
     let id = registered["applianceId"]
@@ -377,18 +432,19 @@ async fn firmware_and_services_upgrade_to_the_newest_enabled_versions() -> anyho
     let task = appliance.notify().await?.params.task;
     assert_eq!(task.task_id.as_str(), task_id(&answer));
     match &task.job_document {
-        protocol::JobDocument::UpgradeAppliance {
+        JobDocument::UpgradeAppliance {
             target_version,
             firmware_sha256,
             ..
         } => {
             assert_eq!(
-                (target_version.as_str(), firmware_sha256.as_str()),
-                ("3.2", sha)
+                (target_version.as_str(), firmware_sha256.clone()),
+                ("3.2", Sha256Digest::of(&newest).to_string())
             );
         }
         other => panic!("expected upgradeAppliance, got {other:?}"),
     }
+    downloads(&hub, &task, &newest).await?;
     let reply = appliance
         .update(
             json!({"taskId": task.task_id, "status": "SUCCEEDED", "result": {"version": "3.2"}}),
@@ -442,10 +498,10 @@ async fn firmware_and_services_upgrade_to_the_newest_enabled_versions() -> anyho
     )
     .await?;
     assert_eq!(code, 202, "{answer}");
-    assert_eq!(
-        complete(&mut appliance, &task_id(&answer), json!({})).await?,
-        TaskType::UpgradeService
-    );
+    let upgrade = appliance.notify().await?.params.task;
+    assert_eq!(upgrade.job_document.task_type(), TaskType::UpgradeService);
+    downloads(&hub, &upgrade, &file_of("dns 1.5.0")).await?;
+    succeed(&mut appliance, &task_id(&answer), json!({})).await?;
     let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
     assert_eq!(list["items"][0]["services"][0]["version"], "1.5.0");
     assert_eq!(list["items"][0]["cpu"]["requested"], 2.0);

@@ -18,7 +18,8 @@ pub struct Fixture {
     pub token: String,
     pub other: TestCustomer,
     pub other_appliance: String,
-    _dir: tempfile::TempDir,
+    /// The hub's data directory.
+    pub dir: tempfile::TempDir,
 }
 
 pub async fn fixture() -> anyhow::Result<Fixture> {
@@ -36,7 +37,7 @@ pub async fn fixture() -> anyhow::Result<Fixture> {
         hub,
         customer,
         other,
-        _dir: dir,
+        dir,
     })
 }
 

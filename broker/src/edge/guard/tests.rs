@@ -2,7 +2,7 @@
 
 use super::*;
 use protocol::ProductKey;
-use rumqttc::mqttbytes::v4::{PubAck, PubRel, Publish, SubscribeFilter, Unsubscribe};
+use rumqttc::mqttbytes::v4::{PubAck, PubRel, SubscribeFilter};
 
 const ID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 const OTHER: &str = "6b1d8f4c-1c0e-4a53-9f69-1f1e4c1b2a3d";
@@ -18,7 +18,7 @@ fn publish(topic: &str, qos: QoS, retain: bool) -> Packet {
     Packet::Publish(p)
 }
 
-fn subscribe(filters: &[(&str, QoS)]) -> Subscribe {
+fn subscribe_packet(filters: &[(&str, QoS)]) -> Subscribe {
     let mut s = Subscribe::new_many(
         filters
             .iter()
@@ -29,12 +29,10 @@ fn subscribe(filters: &[(&str, QoS)]) -> Subscribe {
 }
 
 #[test]
-fn own_publish_is_forwarded_without_retain() {
+fn own_publish_is_handed_on_without_retain() {
     let topic = format!("/sys/va/{ID}/thing/job/update");
-    let Verdict::Forward(Packet::Publish(p)) =
-        judge(&acl(), publish(&topic, QoS::AtLeastOnce, true))
-    else {
-        panic!("expected a forward");
+    let Verdict::Publish(p) = judge(&acl(), publish(&topic, QoS::AtLeastOnce, true)) else {
+        panic!("expected a publish");
     };
     assert!(!p.retain);
     assert_eq!(p.topic, topic);
@@ -61,111 +59,60 @@ fn foreign_or_qos2_publish_closes() {
 }
 
 #[test]
-fn subscribe_forwards_the_allowed_filters_and_merges_codes() {
+fn subscribe_grants_the_allowed_filters_at_qos_1_at_most() {
     let notify = format!("/sys/va/{ID}/thing/job/notify");
     let replies = format!("/sys/va/{ID}/thing/job/+");
-    let s = subscribe(&[
+    let s = subscribe_packet(&[
         ("#", QoS::AtLeastOnce),
         (&notify, QoS::ExactlyOnce),
         ("/sys/+/+/thing/job/notify", QoS::AtLeastOnce),
         (&replies, QoS::AtMostOnce),
+        (&format!("/sys/va/{OTHER}/#"), QoS::AtLeastOnce),
     ]);
-    let Verdict::Subscribe {
-        forward: Some(forward),
-        plan,
-    } = judge(&acl(), Packet::Subscribe(s))
-    else {
-        panic!("expected a partial forward");
-    };
-    assert_eq!(forward.pkid, 3);
-    let sent: Vec<_> = forward
-        .filters
-        .iter()
-        .map(|f| (f.path.as_str(), f.qos))
-        .collect();
-    assert_eq!(
-        sent,
-        [
-            (notify.as_str(), QoS::AtLeastOnce),
-            (replies.as_str(), QoS::AtMostOnce)
-        ]
-    );
-
-    let broker = SubAck::new(
-        3,
-        vec![
-            SubscribeReasonCode::Success(QoS::AtLeastOnce),
-            SubscribeReasonCode::Success(QoS::AtMostOnce),
-        ],
-    );
-    let mut pending = PendingSubacks::default();
-    assert!(pending.insert(plan.clone(), 4));
-    assert!(!pending.insert(plan, 4), "same packet id twice");
-    let merged = pending.resolve(broker);
+    let mut subs = Subscriptions::default();
+    let ack = subscribe(&acl(), &mut subs, &s);
     use SubscribeReasonCode::*;
+    assert_eq!(ack.pkid, 3);
     assert_eq!(
-        merged.return_codes,
+        ack.return_codes,
         [
             Failure,
             Success(QoS::AtLeastOnce),
             Failure,
-            Success(QoS::AtMostOnce)
+            Success(QoS::AtMostOnce),
+            Failure
         ]
     );
+    assert_eq!(subs.len(), 2);
+    assert_eq!(subs.qos_for(&notify), Some(QoS::AtLeastOnce));
+    let other = format!("/sys/va/{OTHER}/thing/job/notify");
+    assert_eq!(subs.qos_for(&other), None, "nothing refused was recorded");
 }
 
 #[test]
-fn subscribe_with_no_allowed_filter_is_answered_by_the_edge() {
-    let s = subscribe(&[
-        ("#", QoS::AtLeastOnce),
-        (&format!("/sys/va/{OTHER}/#"), QoS::AtLeastOnce),
-    ]);
-    let Verdict::Subscribe {
-        forward: None,
-        plan,
-    } = judge(&acl(), Packet::Subscribe(s))
-    else {
-        panic!("expected no forward");
-    };
-    assert_eq!(
-        plan.refuse_all().return_codes,
-        [SubscribeReasonCode::Failure; 2]
-    );
-}
-
-#[test]
-fn pending_subscribes_are_bounded() {
-    let mut pending = PendingSubacks::default();
-    for pkid in 1..=2 {
-        let plan = SubackPlan {
-            pkid,
-            forwarded: vec![true],
-        };
-        assert!(pending.insert(plan, 2));
+fn subscribe_beyond_the_filter_cap_is_refused() {
+    let mut subs = Subscriptions::default();
+    for i in 0..crate::edge::subscriptions::MAX_FILTERS {
+        assert!(subs.add(&format!("x/{i}"), QoS::AtLeastOnce));
     }
-    assert!(!pending.insert(
-        SubackPlan {
-            pkid: 9,
-            forwarded: vec![true]
-        },
-        2
-    ));
+    let s = subscribe_packet(&[(&format!("/sys/va/{ID}/thing/job/notify"), QoS::AtLeastOnce)]);
+    let ack = subscribe(&acl(), &mut subs, &s);
+    assert_eq!(ack.return_codes, [SubscribeReasonCode::Failure]);
 }
 
 #[test]
-fn unsubscribe_is_answered_by_the_edge() {
+fn unsubscribe_removes_and_is_always_answered() {
+    let notify = format!("/sys/va/{ID}/thing/job/notify");
+    let mut subs = Subscriptions::default();
+    subs.add(&notify, QoS::AtLeastOnce);
     let mut u = Unsubscribe::new("#");
-    u.topics.push(format!("/sys/va/{ID}/thing/job/notify"));
+    u.topics.push(notify.clone());
     u.pkid = 5;
-    let Verdict::Unsubscribe {
-        forward: Some(Packet::Unsubscribe(f)),
-        answer,
-    } = judge(&acl(), Packet::Unsubscribe(u))
-    else {
-        panic!("expected a filtered forward");
+    let Verdict::Unsubscribe(u) = judge(&acl(), Packet::Unsubscribe(u)) else {
+        panic!("expected an unsubscribe");
     };
-    assert_eq!(f.topics.len(), 1);
-    assert_eq!(answer.pkid, 5);
+    assert_eq!(unsubscribe(&mut subs, &u).pkid, 5);
+    assert_eq!(subs.qos_for(&notify), None);
 }
 
 #[test]
@@ -191,12 +138,9 @@ fn packets_a_client_may_not_send_close() {
             "{packet:?}"
         );
     }
-    assert_eq!(
-        judge(&acl(), Packet::PingReq),
-        Verdict::Forward(Packet::PingReq)
-    );
+    assert_eq!(judge(&acl(), Packet::PingReq), Verdict::Ping);
     let ack = Packet::PubAck(PubAck::new(4));
-    assert_eq!(judge(&acl(), ack.clone()), Verdict::Forward(ack));
+    assert_eq!(judge(&acl(), ack), Verdict::PubAck(4));
     assert_eq!(judge(&acl(), Packet::Disconnect), Verdict::Disconnect);
 }
 
