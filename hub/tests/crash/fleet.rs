@@ -1,8 +1,10 @@
 //! Appliances played by rumqttc clients over TLS with their provisioned
 //! tokens, following topics.md: `$next` on every connect, every task run
 //! at most once (a task seen again gets its recorded final update again,
-//! same clientToken), reconnecting to wherever the hub's edge is now.
-//! Each records every taskId it received and ran.
+//! same clientToken), an update without a reply repeated after a timeout
+//! (the hub may have died between the commit and the reply), reconnecting
+//! to wherever the hub's edge is now. Each records every taskId it
+//! received and ran.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -20,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Delay before reconnecting after a connection ended.
 const RECONNECT_DELAY: Duration = Duration::from_millis(200);
+/// How long an update waits for its reply before it is repeated
+/// (topics.md says 10 s; shorter keeps the test short).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What one appliance saw and did.
 #[derive(Debug, Default)]
@@ -34,6 +39,10 @@ pub struct Record {
     pub confirmed: HashSet<TaskId>,
     /// Replies other than 200 to an update.
     pub refused: Vec<String>,
+    /// Final updates sent and not yet answered, with when they were sent.
+    pub awaiting: HashMap<TaskId, std::time::Instant>,
+    /// Updates repeated for want of a reply.
+    pub repeated: u32,
     /// Connections made.
     pub connections: u32,
 }
@@ -101,7 +110,18 @@ impl Appliance {
             }
         }
         let mut subscribed = 0;
-        while let Ok(event) = eventloop.poll().await {
+        let mut check = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            let event = tokio::select! {
+                event = eventloop.poll() => match event {
+                    Ok(event) => event,
+                    Err(_) => return,
+                },
+                _ = check.tick() => {
+                    self.repeat_unanswered(&client);
+                    continue;
+                }
+            };
             match event {
                 Event::Incoming(Packet::SubAck(_)) => {
                     subscribed += 1;
@@ -128,6 +148,41 @@ impl Appliance {
         }
     }
 
+    /// Repeats, byte for byte, the final updates still without a reply.
+    fn repeat_unanswered(&self, client: &AsyncClient) {
+        let overdue: Vec<TaskId> = {
+            let mut record = self.record.lock().expect("record");
+            let now = std::time::Instant::now();
+            let overdue: Vec<TaskId> = record
+                .awaiting
+                .iter()
+                .filter(|(_, sent)| now.duration_since(**sent) >= REPLY_TIMEOUT)
+                .map(|(task, _)| task.clone())
+                .collect();
+            for task in &overdue {
+                record.awaiting.insert(task.clone(), now);
+                record.repeated += 1;
+            }
+            overdue
+        };
+        for task in overdue {
+            self.send_final_update(client, &task);
+        }
+    }
+
+    /// The final update of `task`: always the same id and clientToken.
+    fn send_final_update(&self, client: &AsyncClient, task: &TaskId) {
+        let update = json!({"id": format!("u-{task}"), "version": "1.0",
+            "params": {"taskId": task, "status": "SUCCEEDED",
+                       "clientToken": format!("done-{task}")}});
+        let _ = client.try_publish(
+            self.topic(MessageKind::JobUpdate),
+            QoS::AtLeastOnce,
+            false,
+            update.to_string(),
+        );
+    }
+
     fn handle(&self, client: &AsyncClient, kind: MessageKind, payload: &[u8]) {
         let task = match kind {
             MessageKind::JobNotify => decode_notify(payload).ok().map(|n| n.params.task),
@@ -140,6 +195,7 @@ impl Appliance {
                     let mut record = self.record.lock().expect("record");
                     match (reply.code, reply.data) {
                         (ReplyCode::Ok, Some(data)) => {
+                            record.awaiting.remove(&data.task_id);
                             record.confirmed.insert(data.task_id);
                         }
                         (code, _) => record.refused.push(format!("{code}: {}", reply.message)),
@@ -167,15 +223,10 @@ impl Appliance {
             if !record.runs.contains_key(&task.task_id) {
                 record.runs.insert(task.task_id.clone(), 1);
             }
+            record
+                .awaiting
+                .insert(task.task_id.clone(), std::time::Instant::now());
         }
-        let update = json!({"id": format!("u-{}", task.task_id), "version": "1.0",
-            "params": {"taskId": task.task_id, "status": "SUCCEEDED",
-                       "clientToken": format!("done-{}", task.task_id)}});
-        let _ = client.try_publish(
-            self.topic(MessageKind::JobUpdate),
-            QoS::AtLeastOnce,
-            false,
-            update.to_string(),
-        );
+        self.send_final_update(client, &task.task_id);
     }
 }
