@@ -350,7 +350,7 @@ pub(crate) static LIST_TASKS: LazyLock<String> = LazyLock::new(|| {
         "SELECT e.task_id, j.task_type, e.status, e.execution_number, e.version_number, \
          e.queued_at FROM executions e JOIN jobs j ON j.id = e.job_id \
          WHERE e.appliance_id = ?1 AND {open} ORDER BY e.queued_at, e.rowid",
-        open = released_open_filter(),
+        open = schema::status_one_of("e.status", |s| !s.is_terminal()),
     )
 });
 
@@ -375,8 +375,7 @@ pub(crate) fn get_task(
         format!(
             "SELECT {COLUMNS}, d.document FROM executions e \
          JOIN job_documents d ON d.job_id = e.job_id \
-             WHERE e.task_id = ?1 AND e.appliance_id = ?2 AND e.status <> '{queued}'",
-            queued = ExecutionStatus::Queued.as_str(),
+             WHERE e.task_id = ?1 AND e.appliance_id = ?2"
         )
     });
     let task = one_task(conn, &SQL, params![task_id.as_str(), appliance.to_string()])?;

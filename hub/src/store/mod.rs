@@ -497,16 +497,16 @@ impl Store {
             .await
     }
 
-    /// `$list`: the appliance's released, non-terminal executions (SENT,
-    /// IN_PROGRESS), oldest first. QUEUED ones are not shown: they are not
-    /// released, and the device must not act on them.
+    /// `$list`: the appliance's non-terminal executions (QUEUED, SENT,
+    /// IN_PROGRESS), oldest first. QUEUED ones are for information only: the
+    /// appliance runs what it received as SENT (topics.md section 4.2).
     pub async fn list_tasks(&self, appliance: ApplianceId) -> Result<Vec<TaskSummary>, StoreError> {
         self.read(move |conn| executions::list_tasks(conn, appliance))
             .await
     }
 
-    /// One of the appliance's own tasks, in any released state (terminal
-    /// included). None when unknown, another appliance's, or still QUEUED.
+    /// One of the appliance's own tasks, in any state (terminal included).
+    /// None when unknown or another appliance's.
     pub async fn get_task(
         &self,
         appliance: ApplianceId,

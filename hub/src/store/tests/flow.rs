@@ -131,7 +131,7 @@ async fn executions_are_listed_in_pages_counted_by_the_job() {
 }
 
 #[tokio::test]
-async fn device_reads_show_only_released_tasks_of_their_own() {
+async fn device_reads_show_their_own_tasks_and_next_only_released_ones() {
     let fx = Fixture::new();
     let appliances = fx.appliances(None, 2).await;
     let (a, b) = (appliances[0], appliances[1]);
@@ -143,7 +143,21 @@ async fn device_reads_show_only_released_tasks_of_their_own() {
         None,
         "QUEUED is not shown"
     );
-    assert!(within(store.list_tasks(a)).await.expect("list").is_empty());
+    let queued = within(store.list_tasks(a)).await.expect("list");
+    assert_eq!(
+        queued.len(),
+        2,
+        "$list shows QUEUED attempts, for information"
+    );
+    assert!(queued.iter().all(|t| t.status == ExecutionStatus::Queued));
+    let queued_id = queued[0].task_id.clone();
+    let seen = within(store.get_task(a, &queued_id)).await.expect("get");
+    assert_eq!(seen.map(|t| t.status), Some(ExecutionStatus::Queued));
+    assert_eq!(
+        within(store.get_task(b, &queued_id)).await.expect("get"),
+        None,
+        "another appliance's task"
+    );
 
     let t1 = fx.release(first, 10).await[&a].clone();
     let t2 = fx.release(second, 10).await[&a].clone();
