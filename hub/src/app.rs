@@ -30,7 +30,7 @@ use crate::mqtt::outbox::Outbox;
 use crate::mqtt::throttle::Throttle;
 use crate::mqtt::{dispatch, link, MqttSettings};
 use crate::register_token::RegisterTokens;
-use crate::scheduler;
+use crate::scheduler::{self, SchedulerConfig, SchedulerHandle};
 use crate::store::{Store, StoreError, StoreOptions};
 
 /// Most device messages handled concurrently.
@@ -80,6 +80,7 @@ pub struct Hub {
     edge: Option<EdgeHandle>,
     new_admin_token: Option<String>,
     store: Store,
+    scheduler: SchedulerHandle,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -135,10 +136,15 @@ impl Hub {
             store.clone(),
             outbox.clone(),
             clock.clone(),
+            SchedulerConfig {
+                heartbeat: config.heartbeat,
+                tokens: config.tokens,
+            },
             shutdown.clone(),
             &tracker,
         );
-        let gateway = DeviceGateway::new(store.clone(), clock.clone());
+        let gateway =
+            DeviceGateway::new(store.clone(), clock.clone()).with_heartbeat(config.heartbeat);
         tracker.spawn(dispatch::run(
             inbound,
             client,
@@ -165,7 +171,7 @@ impl Hub {
             }
         };
 
-        let jobs = JobService::new(store.clone(), outbox, scheduler, clock.clone());
+        let jobs = JobService::new(store.clone(), outbox, scheduler.clone(), clock.clone());
         let artifacts = ArtifactService::open(
             &config.data_dir,
             store.clone(),
@@ -204,6 +210,7 @@ impl Hub {
             edge,
             new_admin_token,
             store,
+            scheduler,
             shutdown,
             tracker,
         })
@@ -243,6 +250,11 @@ impl Hub {
     /// The store, for tests and tools in this process.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The scheduler, to wake it (tests that move a manual clock).
+    pub fn scheduler(&self) -> &SchedulerHandle {
+        &self.scheduler
     }
 
     /// The artifact store (signs links too).
@@ -294,6 +306,7 @@ fn registration_settings(
         iot_port,
         ca_cert,
         trust_gateway: config.trust_gateway,
+        appliance_token_lifetime_ms: config.tokens.lifetime_ms,
     })
 }
 

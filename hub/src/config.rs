@@ -11,7 +11,15 @@ use clap::Args;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::credentials::TokenPolicy;
+use crate::presence::HeartbeatPolicy;
 use crate::store::Synchronous;
+
+/// Longest heartbeat interval accepted: one day.
+const MAX_HEARTBEAT_INTERVAL_SECS: u64 = 24 * 3600;
+/// Longest token lifetime accepted: ten years.
+const MAX_TOKEN_LIFETIME_DAYS: u32 = 3650;
+const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// Why the configuration could not be used.
 #[derive(Debug, Error)]
@@ -89,6 +97,17 @@ pub struct ServeArgs {
     /// Product key of the appliances' namespace [default: va].
     #[arg(long, env = "HUB_PRODUCT_KEY")]
     pub product_key: Option<String>,
+    /// Seconds between two heartbeats to every connected appliance
+    /// [default: 300].
+    #[arg(long, env = "HUB_HEARTBEAT_INTERVAL")]
+    pub heartbeat_interval: Option<u64>,
+    /// Days an appliance token is valid [default: 60].
+    #[arg(long, env = "HUB_TOKEN_LIFETIME_DAYS")]
+    pub token_lifetime_days: Option<u32>,
+    /// Days before expiry at which an appliance gets a new token
+    /// [default: 10].
+    #[arg(long, env = "HUB_TOKEN_RENEW_BEFORE_DAYS")]
+    pub token_renew_before_days: Option<u32>,
     /// Base URL of the signed links appliances get (downloads, log
     /// uploads) [default: http://{public-host}:{REST port}].
     #[arg(long, env = "HUB_PUBLIC_URL")]
@@ -145,6 +164,10 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// How appliances authenticate at the device edge.
     pub device_auth: DeviceAuth,
+    /// Heartbeat interval and liveness rules.
+    pub heartbeat: HeartbeatPolicy,
+    /// Appliance token lifetime and renewal.
+    pub tokens: TokenPolicy,
     /// Whether `x-customer-id` from a trusted gateway identifies customers.
     pub trust_gateway: bool,
     /// Lifetime of register tokens, in milliseconds.
@@ -347,6 +370,13 @@ impl Config {
                 "must be at least 16 characters".into(),
             ));
         }
+        let heartbeat = heartbeat_policy(first.heartbeat_interval.or(file.heartbeat_interval))?;
+        let tokens = token_policy(
+            first.token_lifetime_days.or(file.token_lifetime_days),
+            first
+                .token_renew_before_days
+                .or(file.token_renew_before_days),
+        )?;
         Ok(Self {
             http_addr: first
                 .http_addr
@@ -375,6 +405,8 @@ impl Config {
             product_key,
             admin_token,
             device_auth,
+            heartbeat,
+            tokens,
             public_url,
             max_artifact_size,
             max_log_size,
@@ -383,6 +415,46 @@ impl Config {
             register_token_lifetime_ms: i64::from(register_token_days) * 24 * 3600 * 1000,
         })
     }
+}
+
+fn heartbeat_policy(interval_secs: Option<u64>) -> Result<HeartbeatPolicy, ConfigError> {
+    let mut policy = HeartbeatPolicy::default();
+    if let Some(secs) = interval_secs {
+        if !(1..=MAX_HEARTBEAT_INTERVAL_SECS).contains(&secs) {
+            return Err(invalid(
+                "heartbeat-interval",
+                format!("expected 1-{MAX_HEARTBEAT_INTERVAL_SECS} seconds"),
+            ));
+        }
+        policy.interval_ms = i64::try_from(secs * 1000).unwrap_or(i64::MAX);
+    }
+    Ok(policy)
+}
+
+fn token_policy(
+    lifetime_days: Option<u32>,
+    renew_before_days: Option<u32>,
+) -> Result<TokenPolicy, ConfigError> {
+    let mut policy = TokenPolicy::default();
+    if let Some(days) = lifetime_days {
+        if !(1..=MAX_TOKEN_LIFETIME_DAYS).contains(&days) {
+            return Err(invalid(
+                "token-lifetime-days",
+                format!("expected 1-{MAX_TOKEN_LIFETIME_DAYS}"),
+            ));
+        }
+        policy.lifetime_ms = i64::from(days) * DAY_MS;
+    }
+    if let Some(days) = renew_before_days {
+        policy.renew_before_ms = i64::from(days) * DAY_MS;
+    }
+    if policy.renew_before_ms >= policy.lifetime_ms {
+        return Err(invalid(
+            "token-renew-before-days",
+            "must be shorter than the token lifetime".into(),
+        ));
+    }
+    Ok(policy)
 }
 
 /// Longest link lifetime: one year.
@@ -459,6 +531,9 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("data"));
         assert_eq!(config.certs_dir, Path::new("certs").join("dev"));
         assert_eq!(config.synchronous, Synchronous::Full);
+        assert_eq!(config.heartbeat.interval_ms, 300_000);
+        assert_eq!(config.tokens.lifetime_ms, 60 * DAY_MS);
+        assert_eq!(config.tokens.renew_before_ms, 10 * DAY_MS);
         assert_eq!(config.public_url, None);
         assert_eq!(config.max_artifact_size, 2 << 30);
         assert_eq!(config.max_log_size, 256 << 20);
@@ -597,6 +672,27 @@ mod tests {
                     ..ServeArgs::default()
                 },
                 "product-key",
+            ),
+        ] {
+            match Config::merge(args, ServeArgs::default(), None) {
+                Err(ConfigError::Invalid { name: got, .. }) => assert_eq!(got, name),
+                other => panic!("expected an error for {name}, got {other:?}"),
+            }
+        }
+        for (args, name) in [
+            (
+                ServeArgs {
+                    heartbeat_interval: Some(0),
+                    ..ServeArgs::default()
+                },
+                "heartbeat-interval",
+            ),
+            (
+                ServeArgs {
+                    token_lifetime_days: Some(5),
+                    ..ServeArgs::default()
+                },
+                "token-renew-before-days",
             ),
         ] {
             match Config::merge(args, ServeArgs::default(), None) {

@@ -5,16 +5,27 @@
 //!
 //! A reply to an update is built only after its transition is committed:
 //! [`crate::store::Store::record_update`] returns after the commit.
+//!
+//! An update whose taskId is the appliance's own id answers a heartbeat
+//! (topics.md 5.3): it must say SUCCEEDED with a `HeartbeatResult`
+//! (else 400), is always accepted (no state, no expectedVersion), makes
+//! the appliance ONLINE, records its version and clock, and is answered
+//! 200 with SUCCEEDED and versionNumber 2.
 
 use protocol::message::{
-    decode_get, decode_metrics, decode_update, peek_request_id, GetReplyData, GetTarget, Reply,
-    UpdateReplyData,
+    decode_get, decode_metrics, decode_update, peek_request_id, GetReplyData, GetTarget,
+    HeartbeatResult, Reply, UpdateParams, UpdateReplyData,
 };
-use protocol::{MessageKind, ReplyCode, Topic};
+use protocol::{ExecutionStatus, MessageKind, ReplyCode, ReportedStatus, TaskId, Topic};
 use serde::Serialize;
 
 use crate::clock::SharedClock;
+use crate::presence::HeartbeatPolicy;
 use crate::store::{Store, StoreError, UpdateResult};
+
+/// The versionNumber of every heartbeat reply: the heartbeat notify
+/// carries 1, its one accepted update makes it 2 (topics.md 5.3).
+pub const HEARTBEAT_REPLY_VERSION: u64 = 2;
 
 /// A message for an appliance: topic and JSON payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,12 +41,23 @@ pub struct Outgoing {
 pub struct DeviceGateway {
     store: Store,
     clock: SharedClock,
+    heartbeat: HeartbeatPolicy,
 }
 
 impl DeviceGateway {
     /// A gateway over `store`, reading time from `clock`.
     pub fn new(store: Store, clock: SharedClock) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            heartbeat: HeartbeatPolicy::default(),
+        }
+    }
+
+    /// Judges heartbeat replies by `policy` (its clock skew limit).
+    pub fn with_heartbeat(mut self, policy: HeartbeatPolicy) -> Self {
+        self.heartbeat = policy;
+        self
     }
 
     /// Handles one message published by an appliance on `topic`.
@@ -114,6 +136,10 @@ impl DeviceGateway {
         };
         let now = self.clock.now();
         let id = request.id;
+        if request.params.task_id == TaskId::heartbeat(&topic.appliance_id) {
+            let reply = self.heartbeat(topic, id, &request.params, now).await;
+            return encode(topic, kind, &reply);
+        }
         let reply = match self
             .store
             .record_update(topic.appliance_id, request.params, now)
@@ -136,6 +162,58 @@ impl DeviceGateway {
         };
         encode(topic, kind, &reply)
     }
+}
+
+impl DeviceGateway {
+    async fn heartbeat(
+        &self,
+        topic: &Topic,
+        id: String,
+        params: &UpdateParams,
+        now: i64,
+    ) -> Reply<UpdateReplyData> {
+        let kind = MessageKind::JobUpdateReply;
+        let result = match heartbeat_result(params) {
+            Ok(result) => result,
+            Err(message) => {
+                tracing::debug!(appliance = %topic.appliance_id, message, "heartbeat refused");
+                return Reply::new(id, kind, ReplyCode::BadRequest, None, message);
+            }
+        };
+        let recorded = self
+            .store
+            .record_heartbeat_reply(topic.appliance_id, result, self.heartbeat, now)
+            .await;
+        match recorded {
+            Ok(Some(check)) => {
+                if check.skewed {
+                    tracing::warn!(appliance = %topic.appliance_id, skew_ms = check.skew_ms,
+                        "appliance clock skewed");
+                }
+                let data = UpdateReplyData {
+                    task_id: params.task_id.clone(),
+                    status: ExecutionStatus::Succeeded,
+                    version_number: HEARTBEAT_REPLY_VERSION,
+                };
+                Reply::ok(id, kind, data)
+            }
+            Ok(None) => Reply::new(id, kind, ReplyCode::NotFound, None, "unknown task"),
+            Err(err) => store_failure(id, kind, &err),
+        }
+    }
+}
+
+/// The `HeartbeatResult` of a heartbeat update, or why it is a 400.
+fn heartbeat_result(params: &UpdateParams) -> Result<HeartbeatResult, String> {
+    if params.status != ReportedStatus::Succeeded {
+        return Err("heartbeat: status must be SUCCEEDED".into());
+    }
+    let result = params
+        .result
+        .clone()
+        .ok_or_else(|| "heartbeat: result (a HeartbeatResult) is missing".to_owned())?;
+    serde_json::from_value(serde_json::Value::Object(result))
+        .map_err(|err| format!("heartbeat: result is not a HeartbeatResult: {err}"))
 }
 
 fn bad_request<D: Serialize>(

@@ -2,7 +2,8 @@
 //! the store and records their presence.
 //!
 //! Tokens are stored as sha256 hashes and compared in constant time; an
-//! expired token or a removed appliance is refused. Presence events carry
+//! expired token or a removed appliance is refused. While a token renewal
+//! is under way, the new token opens the appliance too. Presence events carry
 //! the edge's session number: an appliance is marked offline only when the
 //! session that ends is the one it last connected with, so a reconnect that
 //! overlaps the old session never leaves it wrongly offline.
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::SharedClock;
-use crate::credentials::verify_token;
+use crate::credentials::{accepts, StoredToken};
 use crate::model::ApplianceStatus;
 use crate::store::Store;
 
@@ -55,8 +56,15 @@ impl StoreAuthenticator {
             Credential::ClientCertificate => AuthDecision::Allow,
             Credential::Token(secret) => {
                 let token = std::str::from_utf8(secret.expose()).unwrap_or_default();
-                let valid = verify_token(token, &credentials.token_hash);
-                if valid && credentials.expires_at > self.clock.now() {
+                let current = StoredToken {
+                    hash: credentials.token_hash,
+                    expires_at: credentials.expires_at,
+                };
+                let next = credentials
+                    .next_token_hash
+                    .zip(credentials.next_token_expires_at)
+                    .map(|(hash, expires_at)| StoredToken { hash, expires_at });
+                if accepts(token, &current, next.as_ref(), self.clock.now()) {
                     AuthDecision::Allow
                 } else {
                     AuthDecision::Deny(DenyReason::BadCredentials)

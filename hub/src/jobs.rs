@@ -1,5 +1,10 @@
 //! Creating and canceling jobs: validates what the REST layer parsed, saves
 //! it through the store and wakes the scheduler that releases executions.
+//!
+//! A job has [`Targets`] (appliance ids, a customer, or a tag) and a
+//! [`JobPolicy`] (rollout pace and groups, start time and window, abort
+//! criteria, timeouts, retries, continuous); [`JobService::create`] is the
+//! plain form: listed appliances, everything released at once.
 
 use protocol::{ApplianceId, JobDocument, ProtocolError, TaskType};
 use thiserror::Error;
@@ -8,6 +13,7 @@ use crate::artifacts::Sha256Digest;
 use crate::clock::SharedClock;
 use crate::model::{CustomerId, JobId};
 use crate::mqtt::outbox::Outbox;
+use crate::rollout::{JobPolicy, PolicyError, Targets};
 use crate::scheduler::SchedulerHandle;
 use crate::store::{
     downloads, NewJob, Store, StoreError, TaskCreated, TaskRequest, UPLOAD_PATH_PLACEHOLDER,
@@ -34,6 +40,15 @@ pub enum JobError {
     /// Some targets do not exist (or are not the caller's).
     #[error("unknown appliances: {0}")]
     UnknownAppliances(String),
+    /// The targeted customer does not exist (or is not the caller).
+    #[error("unknown customer")]
+    UnknownCustomer,
+    /// Tag targets come with the tags API.
+    #[error("tag targets are not supported yet")]
+    TagsNotSupported,
+    /// The rollout, abort, timeout or retry settings are invalid.
+    #[error("invalid policy: {0}")]
+    InvalidPolicy(#[from] PolicyError),
     /// The document downloads a file that is not in the artifact store.
     #[error("unknown artifact {0}: upload or register it first")]
     UnknownArtifact(String),
@@ -57,6 +72,7 @@ impl From<StoreError> for JobError {
                 }
                 Self::UnknownAppliances(text)
             }
+            StoreError::UnknownCustomer(_) => Self::UnknownCustomer,
             other => Self::Store(other),
         }
     }
@@ -71,6 +87,19 @@ pub struct CreateJob {
     pub document: JobDocument,
     /// Where.
     pub targets: Vec<ApplianceId>,
+}
+
+/// A validated request for a new job with targets and a policy.
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    /// The customer whose appliances are targeted, for customer callers.
+    pub customer_id: Option<CustomerId>,
+    /// What to do.
+    pub document: JobDocument,
+    /// Where.
+    pub targets: Targets,
+    /// How.
+    pub policy: JobPolicy,
 }
 
 /// Job operations shared by the REST API and the schedulers.
@@ -100,33 +129,60 @@ impl JobService {
 
     /// Saves a job and its executions (QUEUED) in one transaction and wakes
     /// the scheduler, which releases them.
+    pub async fn create(&self, request: CreateJob) -> Result<JobId, JobError> {
+        self.create_planned(PlannedJob {
+            customer_id: request.customer_id,
+            document: request.document,
+            targets: Targets::ApplianceIds(request.targets),
+            policy: JobPolicy::default(),
+        })
+        .await
+    }
+
+    /// Saves a job with its policy and its executions for the targets as
+    /// they are now (QUEUED) in one transaction, and wakes the scheduler,
+    /// which releases them as the policy says.
     ///
     /// A task that downloads must name a known artifact; a collectLog
     /// job's `uploadPath` is replaced by each task's own signed upload link.
-    pub async fn create(&self, mut request: CreateJob) -> Result<JobId, JobError> {
+    pub async fn create_planned(&self, mut request: PlannedJob) -> Result<JobId, JobError> {
         self.check_document(&request.document).await?;
+        request.policy.validate(&request.targets)?;
         if let JobDocument::CollectLog { upload_path, .. } = &mut request.document {
             UPLOAD_PATH_PLACEHOLDER.clone_into(upload_path);
         }
-        let mut targets = request.targets;
-        targets.sort_unstable();
-        targets.dedup();
-        if targets.is_empty() {
-            return Err(JobError::NoTargets);
-        }
-        if targets.len() > MAX_TARGETS {
-            return Err(JobError::TooManyTargets(targets.len()));
-        }
+        let targets = match request.targets {
+            Targets::ApplianceIds(mut ids) => {
+                ids.sort_unstable();
+                ids.dedup();
+                if ids.is_empty() {
+                    return Err(JobError::NoTargets);
+                }
+                if ids.len() > MAX_TARGETS {
+                    return Err(JobError::TooManyTargets(ids.len()));
+                }
+                Targets::ApplianceIds(ids)
+            }
+            Targets::CustomerId(customer) => {
+                if request.customer_id.is_some_and(|caller| caller != customer) {
+                    return Err(JobError::UnknownCustomer);
+                }
+                Targets::CustomerId(customer)
+            }
+            Targets::Tag(_) => return Err(JobError::TagsNotSupported),
+        };
         let job_id = JobId::new_random();
+        let job = NewJob {
+            job_id,
+            customer_id: request.customer_id,
+            document: request.document,
+            targets: Vec::new(),
+            now: self.clock.now(),
+        };
         self.store
-            .create_job(NewJob {
-                job_id,
-                customer_id: request.customer_id,
-                document: request.document,
-                targets,
-                now: self.clock.now(),
-            })
-            .await?;
+            .create_planned_job(job, targets, request.policy)
+            .await?
+            .ok_or(JobError::NoTargets)?;
         self.scheduler.wake();
         Ok(job_id)
     }

@@ -7,7 +7,9 @@
 //! - [`device`]: what the hub answers to appliances' requests.
 //! - [`mqtt`]: the hub's MQTT client, dispatcher, throttle and outbox.
 //! - [`edge`]: appliance authentication and presence for the device edge.
-//! - [`jobs`], [`scheduler`]: creating, releasing and canceling jobs.
+//! - [`jobs`], [`scheduler`]: creating, releasing and canceling jobs, and
+//!   the periodic duties (rollouts, timeouts, retries, heartbeats, tokens).
+//! - [`rollout`], [`presence`]: the pure decisions of those duties.
 //! - [`artifacts`]: the artifact store, signed links, log uploads.
 //! - [`api`]: the REST API; [`register_token`]: the JWTs appliances
 //!   register with.
@@ -25,6 +27,8 @@ pub mod engine;
 pub mod jobs;
 pub mod model;
 pub mod mqtt;
+pub mod presence;
 pub mod register_token;
+pub mod rollout;
 pub mod scheduler;
 pub mod store;

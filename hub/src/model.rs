@@ -170,6 +170,30 @@ text_enum!(
         /// An operator canceled it; executions that were not running (or,
         /// with force, all) were canceled.
         Canceled => "CANCELED",
+        /// One of its abort criteria was met: executions that had not run
+        /// were canceled, those running were left to finish.
+        Aborted => "ABORTED",
+    }
+);
+
+text_enum!(
+    /// Where a job's rollout stands (`rollout.phase` of a job summary).
+    RolloutPhase, "rollout phase" {
+        /// The job's start time has not come yet.
+        WaitingStart => "WAITING_START",
+        /// Outside the job's maintenance window.
+        WaitingWindow => "WAITING_WINDOW",
+        /// Releasing executions, within the rate.
+        Releasing => "RELEASING",
+        /// A staged group was released; the next one waits for the success
+        /// threshold.
+        StageGated => "STAGE_GATED",
+        /// Every execution ended (no retry left).
+        Completed => "COMPLETED",
+        /// An abort criterion was met.
+        Aborted => "ABORTED",
+        /// An operator canceled the job.
+        Canceled => "CANCELED",
     }
 );
 
@@ -186,7 +210,7 @@ text_enum!(
     }
 );
 
-text_serde!(JobId, CustomerId, JobStatus, ApplianceStatus);
+text_serde!(JobId, CustomerId, JobStatus, ApplianceStatus, RolloutPhase);
 
 /// How many executions of a job are in each [`ExecutionStatus`], indexed by
 /// [`ExecutionStatus::index`]. Serialized as an object with all nine keys:
@@ -314,6 +338,9 @@ mod tests {
         }
         for status in ApplianceStatus::ALL {
             assert_eq!(status.as_str().parse::<ApplianceStatus>(), Ok(*status));
+        }
+        for phase in RolloutPhase::ALL {
+            assert_eq!(phase.as_str().parse::<RolloutPhase>(), Ok(*phase));
         }
         assert!("DONE".parse::<JobStatus>().is_err());
         assert!("online".parse::<ApplianceStatus>().is_err());

@@ -42,6 +42,10 @@ pub struct TestAppliance {
     client: AsyncClient,
     inbox: mpsc::UnboundedReceiver<Inbound>,
     held: VecDeque<(MessageKind, Vec<u8>)>,
+    /// Notifies received while waiting for another kind: heartbeats while
+    /// waiting for a task, tasks while waiting for a heartbeat.
+    heartbeats: VecDeque<Notify>,
+    tasks: VecDeque<Notify>,
     driver: JoinHandle<()>,
     next_request: u64,
 }
@@ -111,6 +115,8 @@ impl TestAppliance {
             client,
             inbox,
             held: VecDeque::new(),
+            heartbeats: VecDeque::new(),
+            tasks: VecDeque::new(),
             driver,
             next_request: 0,
         };
@@ -168,7 +174,39 @@ impl TestAppliance {
     }
 
     /// The next notify.
+    ///
+    /// Heartbeat notifies (sent to connected appliances every heartbeat
+    /// interval) are kept aside for [`Self::heartbeat`].
     pub async fn notify(&mut self) -> anyhow::Result<Notify> {
+        if let Some(notify) = self.tasks.pop_front() {
+            return Ok(notify);
+        }
+        loop {
+            let notify = self.any_notify().await?;
+            if is_heartbeat(&notify) {
+                self.heartbeats.push_back(notify);
+            } else {
+                return Ok(notify);
+            }
+        }
+    }
+
+    /// The next heartbeat notify; task notifies that come first are kept
+    /// for [`Self::notify`].
+    pub async fn heartbeat(&mut self) -> anyhow::Result<Notify> {
+        if let Some(notify) = self.heartbeats.pop_front() {
+            return Ok(notify);
+        }
+        loop {
+            let notify = self.any_notify().await?;
+            if is_heartbeat(&notify) {
+                return Ok(notify);
+            }
+            self.tasks.push_back(notify);
+        }
+    }
+
+    async fn any_notify(&mut self) -> anyhow::Result<Notify> {
         let payload = self.recv(MessageKind::JobNotify).await?;
         Ok(decode_notify(&payload)?)
     }
@@ -230,6 +268,10 @@ impl TestAppliance {
             }
         }
     }
+}
+
+fn is_heartbeat(notify: &Notify) -> bool {
+    notify.params.task.job_document.task_type() == protocol::TaskType::Heartbeat
 }
 
 /// MQTT options for an appliance connecting over TLS with its token.

@@ -1,4 +1,6 @@
-//! A hub in-process, on port 0, in a data directory the test owns.
+//! A hub in-process, on port 0, in a data directory the test owns; with
+//! the system clock, or with a manual clock that the test moves
+//! ([`TestHub::advance`]) instead of sleeping.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ pub struct HubOptions {
     /// `--trust-gateway`.
     pub trust_gateway: bool,
 }
+
 /// A customer created through the operators' API.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,6 +43,7 @@ pub struct TestCustomer {
 /// A running hub and a REST client for it.
 pub struct TestHub {
     hub: Hub,
+    clock: Option<ManualClock>,
     certs_dir: std::path::PathBuf,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
@@ -50,6 +54,16 @@ impl TestHub {
     /// Starts a hub whose data lives in `data_dir`.
     pub async fn start(data_dir: &Path) -> anyhow::Result<Self> {
         Self::start_with(data_dir, HubOptions::default()).await
+    }
+
+    /// Starts a hub whose clock shows `start` (epoch ms) until the test
+    /// moves it.
+    pub async fn start_manual(data_dir: &Path, start: i64) -> anyhow::Result<Self> {
+        let options = HubOptions {
+            clock: Some(ManualClock::new(start)),
+            ..HubOptions::default()
+        };
+        Self::start_with(data_dir, options).await
     }
 
     /// Starts a hub whose data lives in `data_dir`, with settings of
@@ -65,7 +79,7 @@ impl TestHub {
             ..ServeArgs::default()
         };
         let config = Config::merge(options.args, defaults, Some(ADMIN_TOKEN.into()))?;
-        let clock: SharedClock = match options.clock {
+        let clock: SharedClock = match options.clock.clone() {
             Some(clock) => Arc::new(clock),
             None => Arc::new(SystemClock),
         };
@@ -73,6 +87,7 @@ impl TestHub {
         let base = format!("http://{}", hub.http_addr());
         Ok(Self {
             hub,
+            clock: options.clock,
             certs_dir: data_dir.join("certs"),
             base,
             http: reqwest::Client::new(),
@@ -87,6 +102,29 @@ impl TestHub {
     /// The running hub.
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// The manual clock, when the hub runs on one.
+    pub fn clock(&self) -> Option<&ManualClock> {
+        self.clock.as_ref()
+    }
+
+    /// Moves the manual clock forward by `ms` and wakes the scheduler, so
+    /// that whatever became due runs now. Fails on a system-clock hub.
+    pub fn advance(&self, ms: i64) -> anyhow::Result<()> {
+        let clock = self
+            .clock
+            .as_ref()
+            .context("the hub runs on the system clock")?;
+        clock.advance(ms);
+        self.hub.scheduler().wake();
+        Ok(())
+    }
+
+    /// Wakes the scheduler (after a change it cannot see coming, such as
+    /// an appliance's result that opens a stage gate).
+    pub fn wake(&self) {
+        self.hub.scheduler().wake();
     }
 
     /// Stops the hub (gracefully).
@@ -217,6 +255,43 @@ impl TestHub {
             .as_str()
             .map(str::to_owned)
             .context("jobId in the answer")
+    }
+
+    /// Creates a job from a whole request body; returns its id.
+    pub async fn create_job_body(&self, body: &Value) -> anyhow::Result<String> {
+        let (status, body) = self.post("/api/v1/jobs", body).await?;
+        if status != 201 {
+            bail!("job creation answered {status}: {body}");
+        }
+        body["jobId"]
+            .as_str()
+            .map(str::to_owned)
+            .context("jobId in the answer")
+    }
+
+    /// An appliance's liveness (`GET /api/v1/appliances/{id}/liveness`).
+    pub async fn liveness(&self, id: ApplianceId) -> anyhow::Result<Value> {
+        let (status, body) = self
+            .get(&format!("/api/v1/appliances/{id}/liveness"))
+            .await?;
+        if status != 200 {
+            bail!("liveness answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// Provisions `count` appliance identities for `customer`.
+    pub async fn provision_for(
+        &self,
+        customer: hub::model::CustomerId,
+        count: usize,
+    ) -> anyhow::Result<Vec<Identity>> {
+        let body = json!({"count": count, "customerId": customer});
+        let (status, body) = self.post("/api/v1/appliances", &body).await?;
+        if status != 201 {
+            bail!("provisioning answered {status}: {body}");
+        }
+        Ok(serde_json::from_value(body["appliances"].clone())?)
     }
 
     /// A job's summary.

@@ -18,8 +18,9 @@ use crate::model::CustomerId;
 /// Most appliances one provisioning request creates.
 pub const MAX_PROVISION: u32 = 10_000;
 
-/// How long a provisioned token is valid: 60 days.
-pub const TOKEN_LIFETIME_MS: i64 = 60 * 24 * 3600 * 1000;
+/// How long a provisioned token is valid by default: 60 days
+/// (`--token-lifetime-days`).
+pub const TOKEN_LIFETIME_MS: i64 = crate::credentials::DEFAULT_TOKEN_LIFETIME_MS;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -72,7 +73,8 @@ async fn provision(
     if !(1..=MAX_PROVISION).contains(&request.count) {
         return Err(ApiError::bad_request("invalid count", "expected 1-10000"));
     }
-    let expires_at = state.clock.now().saturating_add(TOKEN_LIFETIME_MS);
+    let lifetime = state.registration.appliance_token_lifetime_ms;
+    let expires_at = state.clock.now().saturating_add(lifetime);
     let appliances: Vec<ProvisionedAppliance> = (0..request.count)
         .map(|_| ProvisionedAppliance {
             appliance_id: ApplianceId::new_random(),

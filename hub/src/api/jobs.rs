@@ -1,12 +1,20 @@
 //! `/api/v1/jobs`: create a job, read its summary and its executions, and
 //! cancel it. Operators (admin token) act on any appliance; a customer
 //! (its api key) on its own appliances and jobs only.
+//!
+//! A job is created with its targets (`{"applianceIds": [...]}`,
+//! `{"customerId": "..."}`; tag targets come in phase 2) and optionally a
+//! policy: `rollout` (maxPerMinute, groups and successThresholdPercent,
+//! startAt, window), `abort`, `timeouts`, `retry` and `continuous`
+//! (`crate::rollout` documents each field). The summary shows the counts
+//! per status of the latest attempt of each appliance, and the rollout's
+//! phase and progress.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use protocol::{ApplianceId, ExecutionStatus, JobDocument, TaskType};
+use protocol::{ExecutionStatus, JobDocument, TaskType};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -14,9 +22,10 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::AppState;
-use crate::jobs::{CreateJob, JobError};
+use crate::jobs::{JobError, PlannedJob};
 use crate::model::JobId;
-use crate::store::{ExecutionView, JobSummary};
+use crate::rollout::{AbortCriterion, JobPolicy, Retry, Rollout, Targets, Timeouts};
+use crate::store::{ExecutionView, JobSummary, RolloutView};
 
 /// Most executions one page lists.
 pub const MAX_PAGE: u32 = 1000;
@@ -40,17 +49,49 @@ pub struct CreateJobRequest {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub document: Option<serde_json::Map<String, Value>>,
-    /// Where to run it.
+    /// Where to run it: exactly one of `{"applianceIds": [...]}`,
+    /// `{"customerId": "..."}` (or `{"tag": "..."}`, refused until tags
+    /// are targets).
+    #[schema(value_type = Object)]
     pub targets: Targets,
+    /// Pace, groups, start time and window of the releases.
+    #[serde(default)]
+    pub rollout: Option<Rollout>,
+    /// Criteria that abort the job.
+    #[serde(default)]
+    pub abort: Option<Vec<AbortCriterion>>,
+    /// In-progress and step timeouts.
+    #[serde(default)]
+    pub timeouts: Option<Timeouts>,
+    /// Retries of FAILED and TIMED_OUT executions.
+    #[serde(default)]
+    pub retry: Option<Retry>,
+    /// Appliances the target (a customer) gains later receive the task too.
+    #[serde(default)]
+    pub continuous: bool,
 }
 
-/// Targets of a job.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Targets {
-    /// Appliances by id.
-    #[schema(value_type = Vec<String>)]
-    pub appliance_ids: Vec<ApplianceId>,
+impl CreateJobRequest {
+    fn policy(&self) -> JobPolicy {
+        JobPolicy {
+            rollout: self.rollout.clone().unwrap_or_default(),
+            abort: self.abort.clone().unwrap_or_default(),
+            timeouts: self.timeouts.unwrap_or_default(),
+            retry: self.retry,
+            continuous: self.continuous,
+        }
+    }
+}
+
+/// A job as `GET /api/v1/jobs/{id}` shows it: its summary and its rollout.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    /// Status, task type, counts per status.
+    #[serde(flatten)]
+    pub summary: JobSummary,
+    /// Phase and progress of the rollout.
+    pub rollout: Option<RolloutView>,
 }
 
 /// `POST /api/v1/jobs` answer.
@@ -71,13 +112,15 @@ async fn create(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateJobRequest>,
 ) -> Result<(StatusCode, ApiJson<JobCreatedResponse>), ApiError> {
+    let policy = request.policy();
     let document = parse_document(&request.task_type, request.document)?;
     let job_id = state
         .jobs
-        .create(CreateJob {
+        .create_planned(PlannedJob {
             customer_id: caller.customer(),
             document,
-            targets: request.targets.appliance_ids,
+            targets: request.targets,
+            policy,
         })
         .await
         .map_err(job_error)?;
@@ -121,6 +164,9 @@ pub(crate) fn job_error(err: JobError) -> ApiError {
         | JobError::TooManyTargets(_)) => ApiError::bad_request("invalid targets or task", err),
         err @ JobError::UnknownAppliances(_) => ApiError::bad_request("unknown appliances", err),
         err @ JobError::UnknownArtifact(_) => ApiError::bad_request("unknown artifact", err),
+        err @ JobError::UnknownCustomer => ApiError::bad_request("unknown customer", err),
+        err @ JobError::TagsNotSupported => ApiError::bad_request("invalid targets", err),
+        JobError::InvalidPolicy(cause) => ApiError::bad_request("invalid job policy", cause),
         JobError::NotFound => ApiError::NotFound("unknown job"),
         JobError::Store(err) => err.into(),
     }
@@ -133,15 +179,22 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "operators",
     params(("id" = String, Path)), security(("admin" = []), ("apiKey" = [])),
-    responses((status = 200, body = JobSummary), (status = 400, body = ErrorBody),
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn summary(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<ApiJson<JobSummary>, ApiError> {
+) -> Result<ApiJson<JobView>, ApiError> {
     let job_id = job_id(&id)?;
-    visible(&state, &caller, job_id).await.map(ApiJson)
+    let summary = visible(&state, &caller, job_id).await?;
+    job_view(&state, summary).await
+}
+
+/// The summary with the job's rollout.
+async fn job_view(state: &AppState, summary: JobSummary) -> Result<ApiJson<JobView>, ApiError> {
+    let rollout = state.store.rollout_view(summary.job_id).await?;
+    Ok(ApiJson(JobView { summary, rollout }))
 }
 
 /// The job's summary, when the caller may see it (a customer sees its own
@@ -167,6 +220,9 @@ pub struct ExecutionsQuery {
     pub limit: Option<u32>,
     /// Only executions in this status.
     pub status: Option<String>,
+    /// `latest` (default): the latest attempt of each appliance; `all`:
+    /// every attempt, retries included.
+    pub attempts: Option<String>,
 }
 
 /// One page of executions.
@@ -204,11 +260,29 @@ async fn executions(
         .map(|s| s.parse::<ExecutionStatus>())
         .transpose()
         .map_err(|err| ApiError::bad_request("invalid status filter", err))?;
-    let page = state
-        .store
-        .list_executions(job_id, status, query.offset as usize, limit as usize)
-        .await?
-        .ok_or(ApiError::NotFound("unknown job"))?;
+    let all = match query.attempts.as_deref() {
+        None | Some("latest") => false,
+        Some("all") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid attempts",
+                "expected latest or all",
+            ))
+        }
+    };
+    let (offset, rows) = (query.offset as usize, limit as usize);
+    let page = if all {
+        state
+            .store
+            .list_attempts(job_id, status, offset, rows)
+            .await?
+    } else {
+        state
+            .store
+            .list_executions(job_id, status, offset, rows)
+            .await?
+    };
+    let page = page.ok_or(ApiError::NotFound("unknown job"))?;
     Ok(ApiJson(ExecutionsPage {
         total: page.total,
         offset: query.offset,
@@ -229,14 +303,14 @@ pub struct CancelQuery {
 
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "operators",
     params(("id" = String, Path), CancelQuery), security(("admin" = []), ("apiKey" = [])),
-    responses((status = 200, body = JobSummary), (status = 400, body = ErrorBody),
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn cancel(
     caller: Caller,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<CancelQuery>,
-) -> Result<ApiJson<JobSummary>, ApiError> {
+) -> Result<ApiJson<JobView>, ApiError> {
     let job_id = job_id(&id)?;
     visible(&state, &caller, job_id).await?;
     state
@@ -244,8 +318,6 @@ async fn cancel(
         .cancel(job_id, query.force)
         .await
         .map_err(job_error)?;
-    let summary = state.store.job_summary(job_id).await?;
-    summary
-        .map(ApiJson)
-        .ok_or(ApiError::NotFound("unknown job"))
+    let summary = visible(&state, &caller, job_id).await?;
+    job_view(&state, summary).await
 }

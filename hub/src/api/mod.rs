@@ -13,6 +13,7 @@ pub mod extract;
 pub mod files;
 pub mod health;
 pub mod jobs;
+pub mod liveness;
 pub mod metrics;
 pub mod openapi;
 pub mod paging;
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ui_logs::router())
         .merge(ui_services::router())
         .merge(metrics::router())
+        .merge(liveness::router())
         .fallback(|| async { error::ApiError::NotFound("no such endpoint") })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY))

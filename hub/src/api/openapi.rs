@@ -9,8 +9,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
-    appliances, artifacts, catalog, customers, files, health, jobs, metrics, register, tags,
-    ui_appliances, ui_logs, ui_services, va,
+    appliances, artifacts, catalog, customers, files, health, jobs, liveness, metrics, register,
+    tags, ui_appliances, ui_logs, ui_services, va,
 };
 
 /// Where the interactive documentation is served.
@@ -25,7 +25,7 @@ pub const DOCS_PATH: &str = "/docs";
     paths(
         health::healthz, metrics::metrics,
         jobs::create, jobs::summary, jobs::executions, jobs::cancel,
-        appliances::provision,
+        appliances::provision, liveness::liveness,
         customers::create, customers::list,
         artifacts::upload, artifacts::list, artifacts::register_external, artifacts::one,
         files::artifact, files::log_archive, files::upload_log,

@@ -38,6 +38,9 @@ pub struct RegistrationSettings {
     pub ca_cert: Option<String>,
     /// Whether `x-customer-id` from a trusted gateway is honoured.
     pub trust_gateway: bool,
+    /// Lifetime of the appliance tokens registration and provisioning
+    /// hand out (`--token-lifetime-days`).
+    pub appliance_token_lifetime_ms: i64,
 }
 
 /// Routes of this resource.
@@ -186,7 +189,7 @@ async fn register(
             version: request.version,
             capacity,
             token_hash: hash_token(&token),
-            token_expires_at: now.saturating_add(APPLIANCE_TOKEN_LIFETIME_MS),
+            token_expires_at: now.saturating_add(state.registration.appliance_token_lifetime_ms),
             now,
         })
         .await?;

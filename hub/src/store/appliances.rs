@@ -92,7 +92,8 @@ pub(crate) fn credentials(
     id: ApplianceId,
 ) -> Result<Option<ApplianceCredentials>, StoreError> {
     let mut statement = conn.prepare_cached(
-        "SELECT token_hash, token_expires_at, status, product_key FROM appliances WHERE id = ?1",
+        "SELECT token_hash, token_expires_at, status, product_key, next_token_hash, \
+         next_token_expires_at FROM appliances WHERE id = ?1",
     )?;
     let mut rows = statement.query([id.to_string()])?;
     let Some(row) = rows.next()? else {
@@ -103,6 +104,8 @@ pub(crate) fn credentials(
         expires_at: get(row, 1)?,
         status: parsed(row, 2, "appliances.status")?,
         product_key: parsed(row, 3, "appliances.product_key")?,
+        next_token_hash: get(row, 4)?,
+        next_token_expires_at: get(row, 5)?,
     }))
 }
 
@@ -113,7 +116,8 @@ pub(crate) fn exists(conn: &Connection, id: ApplianceId) -> Result<bool, StoreEr
     Ok(statement.query_row([id.to_string()], |row| row.get(0))?)
 }
 
-/// Connection or disconnection of a live appliance.
+/// Connection or disconnection of a live appliance at the device edge; a
+/// connection also clears its unanswered heartbeats.
 pub(crate) fn record_presence(
     conn: &Connection,
     id: ApplianceId,
@@ -123,13 +127,14 @@ pub(crate) fn record_presence(
     let (status, sql) = if online {
         (
             ApplianceStatus::Online,
-            "UPDATE appliances SET status = ?2, connected_at = ?3, last_seen = ?3 \
-             WHERE id = ?1 AND status <> ?4",
+            "UPDATE appliances SET status = ?2, connected_at = ?3, last_seen = ?3, \
+             edge_connected = 1, heartbeats_unanswered = 0 WHERE id = ?1 AND status <> ?4",
         )
     } else {
         (
             ApplianceStatus::Offline,
-            "UPDATE appliances SET status = ?2, last_seen = ?3 WHERE id = ?1 AND status <> ?4",
+            "UPDATE appliances SET status = ?2, last_seen = ?3, edge_connected = 0 \
+             WHERE id = ?1 AND status <> ?4",
         )
     };
     let changed = conn.prepare_cached(sql)?.execute(params![

@@ -161,7 +161,8 @@ fn register(conn: &Connection, r: &NewRegistration) -> Result<Registered, StoreE
         conn.prepare_cached(
             "UPDATE appliances SET hostname = ?2, ipv4_address = ?3, version = ?4, \
              capacity = ?5, token_hash = ?6, token_expires_at = ?7, registered_at = ?8, \
-             unregistered_at = NULL, \
+             unregistered_at = NULL, next_token_hash = NULL, next_token_expires_at = NULL, \
+             token_renewal_task = NULL, token_renew_after = NULL, \
              status = CASE WHEN status = ?9 THEN ?10 ELSE status END WHERE id = ?1",
         )?
         .execute(params![

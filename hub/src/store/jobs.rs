@@ -17,7 +17,10 @@ use crate::engine::{self, ExecutionState};
 use crate::model::{JobId, JobStatus, StatusCounts};
 
 /// Creates the job and its QUEUED executions; the counters start at
-/// `queued = n`. A job without targets is complete from the start.
+/// `queued = n`. A job without targets is complete from the start. The job
+/// gets its rollout row with an empty policy (everything released at once),
+/// which [`super::rollouts::create`] then sets, so that every job, however
+/// created, is released by the scheduler.
 pub(crate) fn create(conn: &Connection, job: NewJob) -> Result<JobCreated, StoreError> {
     if let Some(customer) = job.customer_id {
         if !appliances::customer_exists(conn, customer)? {
@@ -74,6 +77,7 @@ pub(crate) fn create(conn: &Connection, job: NewJob) -> Result<JobCreated, Store
             &state,
         )?;
     }
+    super::rollouts::insert_default(conn, job.job_id, targets.len(), job.now)?;
     Ok(JobCreated {
         job_id: job.job_id,
         executions: targets.len(),
@@ -136,13 +140,23 @@ pub(crate) fn cancel(
     let records = executions::with_product_keys(conn, &CANCELABLE[usize::from(force)], [&id])?;
     let action = engine::HubAction::cancel(force);
     let messages = executions::apply_hub_all(ctx, records, action, now)?;
-    if had_open && job_status == JobStatus::InProgress {
+    // A job the scheduler completes may have nothing open and still be
+    // running (retries to come, a continuous job): it is canceled too.
+    let running = had_open || scheduler_completes(conn, &id)?;
+    if running && job_status == JobStatus::InProgress {
         conn.prepare_cached(
             "UPDATE jobs SET status = ?2, updated_at = max(updated_at, ?3) WHERE id = ?1",
         )?
         .execute(params![id, JobStatus::Canceled.as_str(), now])?;
     }
     Ok(Some(messages))
+}
+
+fn scheduler_completes(conn: &Connection, job: &str) -> Result<bool, StoreError> {
+    let flag: i64 = conn
+        .prepare_cached("SELECT scheduler_completes FROM jobs WHERE id = ?1")?
+        .query_row([job], |row| row.get(0))?;
+    Ok(flag == 1)
 }
 
 /// The job's row, counters included.
@@ -179,26 +193,33 @@ pub(crate) fn summary(conn: &Connection, job: JobId) -> Result<Option<JobSummary
 }
 
 /// A page of a job's executions, by appliance then attempt (the order of
-/// the job's unique index: no sort, stable across pages).
+/// the job's unique index: no sort, stable across pages): the latest
+/// attempt of each appliance, whose total the job's counters give, or
+/// with `all_attempts` every attempt, counted.
 pub(crate) fn list_executions(
     conn: &Connection,
     job: JobId,
     status: Option<ExecutionStatus>,
     offset: usize,
     limit: usize,
+    all_attempts: bool,
 ) -> Result<Option<Page<ExecutionView>>, StoreError> {
-    static ALL: LazyLock<String> = LazyLock::new(|| page_sql(""));
-    static ONE: LazyLock<String> = LazyLock::new(|| page_sql("AND e.status = ?4"));
+    static LATEST: LazyLock<[String; 2]> =
+        LazyLock::new(|| ["", "AND e.status = ?4"].map(|f| page_sql(f, LATEST_ONLY)));
+    static EVERY: LazyLock<[String; 2]> =
+        LazyLock::new(|| ["", "AND e.status = ?4"].map(|f| page_sql(f, "")));
     let Some(summary) = summary(conn, job)? else {
         return Ok(None);
     };
-    let total = status.map_or(summary.counts.total(), |s| summary.counts.get(s));
     let id = job.to_string();
-    let (limit, offset) = (sql_count(limit), sql_count(offset));
-    let mut statement = match status {
-        None => conn.prepare_cached(&ALL)?,
-        Some(_) => conn.prepare_cached(&ONE)?,
+    let total = if all_attempts {
+        count_attempts(conn, &id, status)?
+    } else {
+        status.map_or(summary.counts.total(), |s| summary.counts.get(s))
     };
+    let (limit, offset) = (sql_count(limit), sql_count(offset));
+    let sql = if all_attempts { &*EVERY } else { &*LATEST };
+    let mut statement = conn.prepare_cached(&sql[usize::from(status.is_some())])?;
     let mut rows = match status {
         None => statement.query(params![id, limit, offset])?,
         Some(s) => statement.query(params![id, limit, offset, s.as_str()])?,
@@ -210,9 +231,29 @@ pub(crate) fn list_executions(
     Ok(Some(Page { total, items }))
 }
 
-fn page_sql(status_filter: &str) -> String {
+/// Keeps only the latest attempt of each appliance.
+const LATEST_ONLY: &str = "AND NOT EXISTS (SELECT 1 FROM executions n WHERE n.job_id = e.job_id \
+     AND n.appliance_id = e.appliance_id AND n.execution_number > e.execution_number)";
+
+fn count_attempts(
+    conn: &Connection,
+    job: &str,
+    status: Option<ExecutionStatus>,
+) -> Result<u64, StoreError> {
+    let count: i64 = match status {
+        None => conn
+            .prepare_cached("SELECT count(*) FROM executions WHERE job_id = ?1")?
+            .query_row([job], |row| row.get(0))?,
+        Some(s) => conn
+            .prepare_cached("SELECT count(*) FROM executions WHERE job_id = ?1 AND status = ?2")?
+            .query_row([job, s.as_str()], |row| row.get(0))?,
+    };
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+fn page_sql(status_filter: &str, attempts_filter: &str) -> String {
     format!(
-        "SELECT {COLUMNS} FROM executions e WHERE e.job_id = ?1 {status_filter} \
+        "SELECT {COLUMNS} FROM executions e WHERE e.job_id = ?1 {status_filter} {attempts_filter} \
          ORDER BY e.appliance_id, e.execution_number LIMIT ?2 OFFSET ?3"
     )
 }

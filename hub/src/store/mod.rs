@@ -38,14 +38,22 @@ mod error;
 mod executions;
 mod fleet;
 mod fleet_types;
+mod heartbeats;
 mod jobs;
 mod links;
 mod logs;
 mod outbox;
 mod readers;
+mod release;
+mod retries;
+mod rollout_view;
+mod rollouts;
 mod row;
 mod schema;
+mod targets;
 mod telemetry;
+mod timeouts;
+mod tokens;
 mod types;
 mod writer;
 
@@ -71,9 +79,13 @@ pub use fleet_types::{
     InstalledService, NewCustomer, NewRegistration, OpenTask, Paging, Registered,
     ServiceVersionView, TagView, TaskCreated, TaskRequest, TaskView,
 };
+pub use heartbeats::{ApplianceLiveness, HeartbeatBatch};
 pub use links::{downloads, TaskLinks, UPLOAD_PATH_PLACEHOLDER};
 pub use logs::{accepts_upload, LogRecorded, LogTask, LogUpload};
+pub use rollout_view::RolloutView;
+pub use rollouts::{RolloutStep, TargetSelector};
 pub use telemetry::{MAX_SAMPLES, RETENTION_MS};
+pub use tokens::{RenewalsSettled, TOKEN_FIELD};
 pub use types::{
     ApplianceCredentials, ExecutionView, JobCreated, JobSummary, NewJob, OutboxMessage, Page,
     StoreStats, UpdateResult,
@@ -393,7 +405,17 @@ impl Store {
     /// (any appliance when the job has none) fail the whole call with
     /// [`StoreError::UnknownAppliances`].
     pub async fn create_job(&self, job: NewJob) -> Result<JobCreated, StoreError> {
-        self.write(move |ctx| jobs::create(ctx.conn(), job)).await
+        self.write(move |ctx| {
+            let targets = crate::rollout::Targets::ApplianceIds(job.targets.clone());
+            let policy = crate::rollout::JobPolicy::default();
+            let job_id = job.job_id;
+            let created = rollouts::create(ctx, job, &targets, &policy)?;
+            Ok(created.unwrap_or(JobCreated {
+                job_id,
+                executions: 0,
+            }))
+        })
+        .await
     }
 
     /// Releases up to `limit` of the oldest QUEUED executions (of one job,
@@ -427,9 +449,9 @@ impl Store {
         self.read(move |conn| jobs::summary(conn, job_id)).await
     }
 
-    /// A page of a job's executions (optionally of one status), ordered by
-    /// appliance then attempt (stable across pages; no sort); `total` comes
-    /// from the job's counters. None when the job is unknown.
+    /// A page of a job's executions (optionally of one status): the latest
+    /// attempt of each appliance, by appliance; `total` comes from the
+    /// job's counters. None when unknown.
     pub async fn list_executions(
         &self,
         job_id: JobId,
@@ -437,7 +459,19 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> Result<Option<Page<ExecutionView>>, StoreError> {
-        self.read(move |conn| jobs::list_executions(conn, job_id, status, offset, limit))
+        self.read(move |conn| jobs::list_executions(conn, job_id, status, offset, limit, false))
+            .await
+    }
+
+    /// [`Store::list_executions`] with every attempt (retries included).
+    pub async fn list_attempts(
+        &self,
+        job_id: JobId,
+        status: Option<ExecutionStatus>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Option<Page<ExecutionView>>, StoreError> {
+        self.read(move |conn| jobs::list_executions(conn, job_id, status, offset, limit, true))
             .await
     }
 

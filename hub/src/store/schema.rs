@@ -13,7 +13,7 @@ use protocol::{ExecutionStatus, MessageKind, TaskType};
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::{StoreError, StoreOptions};
-use crate::model::{ApplianceStatus, JobStatus, ServiceStatus};
+use crate::model::{ApplianceStatus, JobStatus, RolloutPhase, ServiceStatus};
 
 struct Migration {
     version: i64,
@@ -36,6 +36,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "003_artifacts",
         sql: include_str!("migrations/003_artifacts.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "004_fleet_operations",
+        sql: include_str!("migrations/004_fleet_operations.sql"),
     },
 ];
 
@@ -112,6 +117,10 @@ fn value_lists() -> Vec<(&'static str, Vec<&'static str>)> {
             JobStatus::ALL.iter().map(|s| s.as_str()).collect(),
         ),
         (
+            "ROLLOUT_PHASES",
+            RolloutPhase::ALL.iter().map(|s| s.as_str()).collect(),
+        ),
+        (
             "APPLIANCE_STATUSES",
             ApplianceStatus::ALL.iter().map(|s| s.as_str()).collect(),
         ),
@@ -140,7 +149,15 @@ fn fragments() -> Vec<(&'static str, String)> {
         })
         .collect::<Vec<_>>()
         .join(",\n    ");
-    vec![("EXECUTION_COUNTERS", counters)]
+    let columns = ExecutionStatus::ALL
+        .iter()
+        .map(|s| counter_column(*s))
+        .collect::<Vec<_>>()
+        .join(", ");
+    vec![
+        ("EXECUTION_COUNTERS", counters),
+        ("EXECUTION_COUNTER_COLUMNS", columns),
+    ]
 }
 
 /// What a placeholder's text (between the braces) stands for.
@@ -270,6 +287,76 @@ mod tests {
             migrate(&mut conn),
             Err(StoreError::SchemaTooNew { .. })
         ));
+    }
+
+    #[test]
+    fn a_database_from_before_004_keeps_its_jobs_and_gains_aborted() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.pragma_update(None, "foreign_keys", "ON").expect("fk");
+        // 001 as it was rendered before JobStatus had ABORTED.
+        let old = render(&MIGRATIONS[0])
+            .expect("renders")
+            .replace(" OR status = 'ABORTED'", "");
+        assert!(!old.contains("ABORTED"));
+        conn.execute_batch(&old).expect("001");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("version");
+        conn.execute_batch(
+            "INSERT INTO appliances (id, product_key, status, token_hash, token_expires_at, created_at)
+                 VALUES ('a', 'va', 'ONLINE', 'h', 0, 0);
+             INSERT INTO jobs (id, task_type, status, queued, sent, created_at, updated_at)
+                 VALUES ('j', 'collectMetrics', 'IN_PROGRESS', 1, 1, 5, 6);
+             INSERT INTO job_documents (job_id, document, targets)
+                 VALUES ('j', '{\"taskType\":\"collectMetrics\"}', '[\"a\"]');
+             INSERT INTO executions (task_id, job_id, appliance_id, execution_number, status,
+                 version_number, queued_at, updated_at) VALUES ('t', 'j', 'a', 1, 'SENT', 2, 5, 6);",
+        )
+        .expect("old rows");
+
+        assert_eq!(migrate(&mut conn).expect("migrate"), latest_version());
+        let row: (String, i64, i64, i64) = conn
+            .query_row(
+                "SELECT status, queued, sent, scheduler_completes FROM jobs WHERE id = 'j'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("job kept");
+        assert_eq!(row, ("IN_PROGRESS".to_owned(), 1, 1, 0));
+        let rollout: (String, i64, i64, i64, String) = conn
+            .query_row(
+                "SELECT phase, active, first_total, released, targets FROM job_rollouts",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .expect("rollout row");
+        assert_eq!(
+            rollout,
+            (
+                "RELEASING".to_owned(),
+                1,
+                2,
+                1,
+                r#"{"applianceIds":1}"#.to_owned()
+            )
+        );
+        let connected: i64 = conn
+            .query_row("SELECT edge_connected FROM appliances", [], |r| r.get(0))
+            .expect("appliance");
+        assert_eq!(connected, 1);
+        conn.execute("UPDATE jobs SET status = 'ABORTED' WHERE id = 'j'", [])
+            .expect("ABORTED is a job status now");
+        let orphans: i64 = conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .expect("fk check");
+        assert_eq!(orphans, 0);
+        let orphan = conn.execute(
+            "INSERT INTO executions (task_id, job_id, appliance_id, execution_number, status,
+                 version_number, queued_at, updated_at) VALUES ('u', 'nope', 'a', 1, 'QUEUED', 1, 0, 0)",
+            [],
+        );
+        assert!(orphan.is_err(), "executions still reference jobs");
     }
 
     #[test]

@@ -84,6 +84,11 @@ pub struct ApplianceCredentials {
     pub status: ApplianceStatus,
     /// Its product key.
     pub product_key: ProductKey,
+    /// Hash of the token sent in a renewal not yet confirmed, accepted
+    /// too while it is unexpired.
+    pub next_token_hash: Option<String>,
+    /// When that token expires.
+    pub next_token_expires_at: Option<i64>,
 }
 
 /// A job and its counters.

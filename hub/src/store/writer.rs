@@ -200,6 +200,22 @@ impl<'c> WriteCtx<'c> {
         self.command.add(job, to, 1, now);
     }
 
+    /// The counter changes of `job` made earlier in this batch and not yet
+    /// written to its row (they are, once, at commit), per status in
+    /// `ExecutionStatus::ALL` order. A command that decides from a job's
+    /// counters adds them to what it reads.
+    pub(crate) fn pending_counts(&self, job: JobId) -> [i64; 9] {
+        let mut total = [0; 9];
+        for deltas in [&self.batch, &self.command] {
+            if let Some((counts, _)) = deltas.0.get(&job) {
+                for (sum, delta) in total.iter_mut().zip(counts) {
+                    *sum += delta;
+                }
+            }
+        }
+        total
+    }
+
     fn exec(&mut self, sql: &str) -> Result<(), StoreError> {
         let result = self
             .conn
@@ -285,7 +301,8 @@ impl<'c> WriteCtx<'c> {
 
 /// Adds the deltas (?2..?10, in `ExecutionStatus::ALL` order) to a job's
 /// counters, and completes an IN_PROGRESS job whose executions are all
-/// terminal now.
+/// terminal now, unless the scheduler completes it (retries may follow, or
+/// the job is continuous).
 static COUNTERS_SQL: LazyLock<String> = LazyLock::new(|| {
     let param = |s: ExecutionStatus| s.index() + 2;
     let set: Vec<String> = ExecutionStatus::ALL
@@ -299,7 +316,8 @@ static COUNTERS_SQL: LazyLock<String> = LazyLock::new(|| {
         .collect();
     format!(
         "UPDATE jobs SET {set}, updated_at = max(updated_at, ?11), \
-         status = CASE WHEN status = '{running}' AND {open} = 0 THEN '{done}' ELSE status END \
+         status = CASE WHEN status = '{running}' AND scheduler_completes = 0 AND {open} = 0 \
+         THEN '{done}' ELSE status END \
          WHERE id = ?1",
         set = set.join(", "),
         running = JobStatus::InProgress.as_str(),

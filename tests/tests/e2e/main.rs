@@ -3,10 +3,12 @@
 
 mod artifacts;
 mod edge;
+mod fleet;
 mod jobs;
 mod logs;
 mod rest_auth;
 mod rest_flow;
 mod rest_inputs;
 mod rest_refusals;
+mod rollout;
 mod ui_logs;

@@ -2,11 +2,14 @@
 //! `flow` (jobs and device updates end to end), `writer` (group commit,
 //! overload, close and reopen, corrupt rows), `artifacts` (catalogue, task
 //! links, log uploads), `fleet` (the REST surface's registration, tasks,
-//! effects and metrics).
+//! effects and metrics), `liveness` (heartbeats, clock skew, token
+//! renewal), `rollouts` (rollout policies with time passed in).
 
 mod artifacts;
 mod fleet;
 mod flow;
+mod liveness;
+mod rollouts;
 mod writer;
 
 use std::collections::HashMap;

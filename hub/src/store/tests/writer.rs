@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::store::{executions, schema, StoreError, UpdateResult};
+use crate::store::{executions, release, schema, StoreError, UpdateResult};
 
 /// Occupies the writer with a command that waits for the returned sender
 /// (or 30 s), and returns once the writer is inside it.
@@ -269,6 +269,9 @@ fn device_and_release_queries_use_their_partial_indexes() {
         (&*executions::LIST_TASKS, "executions_open_by_appliance"),
         (&*executions::RELEASE_ANY, "executions_queued"),
         (&*executions::RELEASE_ONE, "executions_queued_by_job"),
+        (&release::CLAIM[0], "executions_queued_by_job"),
+        (&release::CLAIM[1], "executions_retries_queued"),
+        (&*release::QUEUED_RETRIES, "executions_retries_queued"),
     ] {
         let mut statement = conn
             .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
