@@ -12,3 +12,4 @@ mod rest_inputs;
 mod rest_refusals;
 mod rollout;
 mod ui_logs;
+mod upgrade;
