@@ -158,6 +158,9 @@ impl DeviceGateway {
             Ok(UpdateResult::NotFound) => {
                 Reply::new(id, kind, ReplyCode::NotFound, None, "unknown task")
             }
+            Ok(UpdateResult::Invalid(message)) => {
+                Reply::new(id, kind, ReplyCode::BadRequest, None, message)
+            }
             Err(err) => store_failure(id, kind, &err),
         };
         encode(topic, kind, &reply)

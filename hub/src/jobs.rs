@@ -43,9 +43,9 @@ pub enum JobError {
     /// The targeted customer does not exist (or is not the caller).
     #[error("unknown customer")]
     UnknownCustomer,
-    /// Tag targets come with the tags API.
-    #[error("tag targets are not supported yet")]
-    TagsNotSupported,
+    /// The targeted tag does not exist (by id or name).
+    #[error("unknown tag {0}")]
+    UnknownTag(String),
     /// The rollout, abort, timeout or retry settings are invalid.
     #[error("invalid policy: {0}")]
     InvalidPolicy(#[from] PolicyError),
@@ -73,6 +73,7 @@ impl From<StoreError> for JobError {
                 Self::UnknownAppliances(text)
             }
             StoreError::UnknownCustomer(_) => Self::UnknownCustomer,
+            StoreError::UnknownTag(tag) => Self::UnknownTag(tag),
             other => Self::Store(other),
         }
     }
@@ -169,7 +170,12 @@ impl JobService {
                 }
                 Targets::CustomerId(customer)
             }
-            Targets::Tag(_) => return Err(JobError::TagsNotSupported),
+            Targets::Tag(tag) => {
+                if tag.is_empty() || tag.len() > crate::rollout::targets::MAX_TAG_LEN {
+                    return Err(JobError::UnknownTag(tag));
+                }
+                Targets::Tag(tag)
+            }
         };
         let job_id = JobId::new_random();
         let job = NewJob {

@@ -136,6 +136,7 @@ impl From<StoreError> for ApiError {
             StoreError::Busy | StoreError::Closed | StoreError::Overloaded => Self::Unavailable,
             StoreError::Conflict(cause) => Self::Conflict(cause),
             StoreError::UnknownCustomer(_) => Self::NotFound("unknown customer"),
+            StoreError::UnknownTag(_) => Self::NotFound("unknown tag"),
             StoreError::UnknownAppliances(_) => Self::NotFound("unknown appliance"),
             other => Self::Internal(other.to_string()),
         }

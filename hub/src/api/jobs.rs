@@ -3,7 +3,7 @@
 //! (its api key) on its own appliances and jobs only.
 //!
 //! A job is created with its targets (`{"applianceIds": [...]}`,
-//! `{"customerId": "..."}`; tag targets come in phase 2) and optionally a
+//! `{"customerId": "..."}` or `{"tag": "<id or name>"}`) and optionally a
 //! policy: `rollout` (maxPerMinute, groups and successThresholdPercent,
 //! startAt, window), `abort`, `timeouts`, `retry` and `continuous`
 //! (`crate::rollout` documents each field). The summary shows the counts
@@ -50,8 +50,8 @@ pub struct CreateJobRequest {
     #[schema(value_type = Option<Object>)]
     pub document: Option<serde_json::Map<String, Value>>,
     /// Where to run it: exactly one of `{"applianceIds": [...]}`,
-    /// `{"customerId": "..."}` (or `{"tag": "..."}`, refused until tags
-    /// are targets).
+    /// `{"customerId": "..."}` or `{"tag": "<tag id or name>"}` (the live
+    /// appliances carrying it; with `continuous`, those tagged later too).
     #[schema(value_type = Object)]
     pub targets: Targets,
     /// Pace, groups, start time and window of the releases.
@@ -165,7 +165,7 @@ pub(crate) fn job_error(err: JobError) -> ApiError {
         err @ JobError::UnknownAppliances(_) => ApiError::bad_request("unknown appliances", err),
         err @ JobError::UnknownArtifact(_) => ApiError::bad_request("unknown artifact", err),
         err @ JobError::UnknownCustomer => ApiError::bad_request("unknown customer", err),
-        err @ JobError::TagsNotSupported => ApiError::bad_request("invalid targets", err),
+        err @ JobError::UnknownTag(_) => ApiError::bad_request("unknown tag", err),
         JobError::InvalidPolicy(cause) => ApiError::bad_request("invalid job policy", cause),
         JobError::NotFound => ApiError::NotFound("unknown job"),
         JobError::Store(err) => err.into(),

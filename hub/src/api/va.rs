@@ -137,6 +137,7 @@ async fn task_result(
         UpdateResult::Accepted(data) | UpdateResult::Duplicate(data) => Ok(ApiJson(data.into())),
         UpdateResult::Rejected(rejection) => Err(ApiError::Conflict(rejection.to_string())),
         UpdateResult::NotFound => Err(ApiError::NotFound("unknown task")),
+        UpdateResult::Invalid(message) => Err(ApiError::bad_request(message, "result.version")),
     }
 }
 

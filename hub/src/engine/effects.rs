@@ -7,12 +7,16 @@
 //! The store applies them in the transaction of the transition itself, so
 //! the picture never disagrees with the task's outcome. Only SUCCEEDED
 //! changes anything: a FAILED, REJECTED, TIMED_OUT or CANCELED task left
-//! the appliance as it was.
+//! the appliance as it was, except an upgradeAppliance that rolled back
+//! (FAILED on another version than its target, [`super::upgrade`]): the
+//! appliance is marked rolled back and runs the version it reported.
 
 use protocol::document::{ToggleAction, VolumeExtension};
 use protocol::message::VolumeMetrics;
-use protocol::{ExecutionStatus, JobDocument};
+use protocol::{ExecutionStatus, JobDocument, ReportedStatus};
 use serde_json::{Map, Value};
+
+use super::upgrade::{self, UpgradeVerdict};
 
 use crate::model::ServiceStatus;
 
@@ -77,8 +81,15 @@ pub enum Effect {
     },
     /// unregister: the appliance forgot its identity; it is REMOVED.
     Unregistered,
-    /// upgradeAppliance: the appliance runs this firmware version.
+    /// upgradeAppliance: the appliance runs this firmware version (its
+    /// target) and is no longer marked rolled back.
     FirmwareVersion {
+        /// The display version it reported.
+        version: String,
+    },
+    /// upgradeAppliance: the appliance came back on `version`, not on the
+    /// target; it is marked rolled back (auto-upgrade skips it).
+    RolledBack {
         /// The display version it reported.
         version: String,
     },
@@ -90,6 +101,9 @@ pub fn decide(
     status: ExecutionStatus,
     result: Option<&Map<String, Value>>,
 ) -> Vec<Effect> {
+    if let JobDocument::UpgradeAppliance { target_version, .. } = document {
+        return upgrade(target_version, status, result);
+    }
     if status != ExecutionStatus::Succeeded {
         return Vec::new();
     }
@@ -144,21 +158,35 @@ pub fn decide(
             Effect::ApplianceConfigured { body }
         }
         JobDocument::Unregister {} => Effect::Unregistered,
-        JobDocument::UpgradeAppliance { target_version, .. } => {
-            // The version the appliance says it runs wins over the target.
-            let reported = result
-                .and_then(|r| r.get("version"))
-                .and_then(Value::as_str)
-                .filter(|v| !v.is_empty() && v.len() <= 64);
-            Effect::FirmwareVersion {
-                version: reported.unwrap_or(target_version).to_owned(),
-            }
-        }
         JobDocument::Heartbeat { .. }
         | JobDocument::CollectLog { .. }
-        | JobDocument::CollectMetrics {} => return Vec::new(),
+        | JobDocument::CollectMetrics {}
+        | JobDocument::UpgradeAppliance { .. } => return Vec::new(),
     };
     vec![effect]
+}
+
+/// The effects of an upgradeAppliance attempt that ended as `status`: the
+/// judgement of [`super::upgrade::judge`] on what it recorded.
+fn upgrade(
+    target: &str,
+    status: ExecutionStatus,
+    result: Option<&Map<String, Value>>,
+) -> Vec<Effect> {
+    let reported = match status {
+        ExecutionStatus::Succeeded => ReportedStatus::Succeeded,
+        ExecutionStatus::Failed => ReportedStatus::Failed,
+        _ => return Vec::new(),
+    };
+    match upgrade::judge(target, reported, result) {
+        UpgradeVerdict::Succeeded => vec![Effect::FirmwareVersion {
+            version: target.to_owned(),
+        }],
+        UpgradeVerdict::RolledBack { version } => vec![Effect::RolledBack { version }],
+        UpgradeVerdict::AsReported | UpgradeVerdict::Failed | UpgradeVerdict::MissingVersion => {
+            Vec::new()
+        }
+    }
 }
 
 /// Whether tasks of this document's type can have effects at all (saves
@@ -329,26 +357,32 @@ mod tests {
     }
 
     #[test]
-    fn firmware_version_prefers_the_reported_one() {
+    fn upgrades_record_the_version_or_the_rollback() {
         let document = JobDocument::UpgradeAppliance {
             target_version: "3.2.0".into(),
             firmware_path: "f".into(),
             firmware_sha256: "0".repeat(64),
         };
-        let ok = ExecutionStatus::Succeeded;
-        let result = object(json!({"version": "3.2.1"}));
-        assert_eq!(
-            decide(&document, ok, Some(&result)),
-            vec![Effect::FirmwareVersion {
-                version: "3.2.1".into()
-            }]
-        );
-        assert_eq!(
-            decide(&document, ok, None),
-            vec![Effect::FirmwareVersion {
-                version: "3.2.0".into()
-            }]
-        );
+        let on = |v: &str| object(json!({ "version": v }));
+        let firmware = |v: &str| vec![Effect::FirmwareVersion { version: v.into() }];
+        let rolled = |v: &str| vec![Effect::RolledBack { version: v.into() }];
+        let (ok, failed) = (ExecutionStatus::Succeeded, ExecutionStatus::Failed);
+        type Case = (ExecutionStatus, Option<Map<String, Value>>, Vec<Effect>);
+        let cases: [Case; 6] = [
+            (ok, Some(on("3.2.0")), firmware("3.2.0")),
+            (failed, Some(on("3.1.4")), rolled("3.1.4")),
+            (failed, Some(on("3.2.0")), vec![]),
+            (failed, None, vec![]),
+            (ExecutionStatus::TimedOut, Some(on("3.1.4")), vec![]),
+            (ExecutionStatus::Canceled, None, vec![]),
+        ];
+        for (status, result, expect) in cases {
+            assert_eq!(
+                decide(&document, status, result.as_ref()),
+                expect,
+                "{status}"
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!   [`time_out`], [`remove`]) and [`next_attempt`] for retries.
 //! - [`effects`]: what a task that SUCCEEDED changes in the hub's picture
 //!   of its appliance (installed services, settings, storage).
+//! - [`upgrade`]: how the final report of an upgradeAppliance task is
+//!   judged (on targetVersion, or rolled back).
 //!
 //! ```text
 //! QUEUED --release--> SENT --device--> IN_PROGRESS --device--> SUCCEEDED | FAILED | REJECTED
@@ -28,6 +30,7 @@
 pub mod effects;
 pub mod execution;
 pub mod hub;
+pub mod upgrade;
 
 #[cfg(test)]
 mod tests;

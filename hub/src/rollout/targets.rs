@@ -3,8 +3,9 @@
 //! Exactly one of `{"applianceIds": [...]}`, `{"customerId": "..."}` or
 //! `{"tag": "..."}`. A customer target takes that customer's appliances
 //! when the job is created; with `"continuous": true` appliances the
-//! customer gets later receive the task too. Tags come with the tags API
-//! (phase 2); until then a tag target is refused.
+//! customer gets later receive the task too. A tag target (the tag's id or
+//! its name) takes the live appliances carrying the tag; continuous, also
+//! those tagged later.
 
 use protocol::ApplianceId;
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,7 @@ pub enum Targets {
     ApplianceIds(Vec<ApplianceId>),
     /// Every live appliance of the customer.
     CustomerId(CustomerId),
-    /// Every appliance carrying the tag (phase 2).
+    /// Every live appliance carrying the tag (its id or its name).
     Tag(String),
 }
 

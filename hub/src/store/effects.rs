@@ -28,7 +28,12 @@ pub(crate) fn save_transition(
     state: &ExecutionState,
     now: i64,
 ) -> Result<(), StoreError> {
-    let effects = if state.status == ExecutionStatus::Succeeded {
+    // SUCCEEDED tasks change their appliance; a FAILED upgrade may have
+    // rolled back.
+    let effects = if matches!(
+        state.status,
+        ExecutionStatus::Succeeded | ExecutionStatus::Failed
+    ) {
         decide(conn, record, state)?
     } else {
         Vec::new()
@@ -62,7 +67,9 @@ fn decide(
         .ok_or_else(|| StoreError::Corrupt(format!("execution of missing job {job}")))?
         .parse()
         .map_err(|e| StoreError::Corrupt(format!("jobs.task_type: {e}")))?;
-    if !effects::has_effects(task_type) {
+    if !effects::has_effects(task_type)
+        || (state.status == ExecutionStatus::Failed && task_type != TaskType::UpgradeAppliance)
+    {
         return Ok(Vec::new());
     }
     let document: JobDocument = super::jobs::document(conn, record.job_id)?;
@@ -137,8 +144,17 @@ pub(crate) fn apply(
             Ok(())
         }
         Effect::FirmwareVersion { version } => {
-            conn.prepare_cached("UPDATE appliances SET version = ?2 WHERE id = ?1")?
-                .execute(params![id, version])?;
+            conn.prepare_cached(
+                "UPDATE appliances SET version = ?2, rolled_back = 0 WHERE id = ?1",
+            )?
+            .execute(params![id, version])?;
+            Ok(())
+        }
+        Effect::RolledBack { version } => {
+            conn.prepare_cached(
+                "UPDATE appliances SET version = ?2, rolled_back = 1 WHERE id = ?1",
+            )?
+            .execute(params![id, version])?;
             Ok(())
         }
     }

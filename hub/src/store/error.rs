@@ -34,6 +34,9 @@ pub enum StoreError {
     /// A customer id that does not exist. Nothing was written.
     #[error("unknown customer {0}")]
     UnknownCustomer(CustomerId),
+    /// A job targets a tag that does not exist (by id or name).
+    #[error("unknown tag {0}")]
+    UnknownTag(String),
     /// A row that does not decode (a value outside its type, bad JSON).
     #[error("corrupt row: {0}")]
     Corrupt(String),

@@ -5,13 +5,16 @@ use std::collections::hash_map::{Entry, HashMap};
 use std::sync::LazyLock;
 
 use protocol::message::{Task, TaskSummary, UpdateParams, UpdateReplyData};
-use protocol::{ApplianceId, ExecutionStatus, JobDocument, ProductKey, TaskId};
+use protocol::{
+    ApplianceId, ExecutionStatus, JobDocument, ProductKey, ReportedStatus, TaskId, TaskType,
+};
 use rusqlite::{params, Connection, Row};
 
 use super::links::Resolver;
 use super::row::{self, get, int, int_opt, json_opt, parsed, sql_count};
 use super::writer::WriteCtx;
 use super::{outbox, schema, ExecutionView, OutboxMessage, StoreError, TaskLinks, UpdateResult};
+use crate::engine::upgrade::{self, UpgradeRefusal};
 use crate::engine::{self, ExecutionState, HubAction, UpdateOutcome};
 use crate::model::JobId;
 
@@ -206,8 +209,24 @@ pub(crate) fn record_update(
     if record.appliance_id != appliance {
         return Ok(UpdateResult::NotFound);
     }
-    match engine::apply_update(&record.state, &record.task_id, update, now) {
-        Err(rejection) => Ok(UpdateResult::Rejected(rejection)),
+    // A final report of an upgradeAppliance is judged on its version
+    // (topics.md 7.3): only those read the job's document.
+    let target = match update.status {
+        ReportedStatus::Succeeded | ReportedStatus::Failed => upgrade_target(conn, record.job_id)?,
+        ReportedStatus::InProgress | ReportedStatus::Rejected => None,
+    };
+    let outcome = match &target {
+        Some(target) => {
+            upgrade::apply_upgrade_update(&record.state, &record.task_id, update, target, now)
+        }
+        None => engine::apply_update(&record.state, &record.task_id, update, now)
+            .map_err(UpgradeRefusal::Rejected),
+    };
+    match outcome {
+        Err(UpgradeRefusal::Rejected(rejection)) => Ok(UpdateResult::Rejected(rejection)),
+        Err(UpgradeRefusal::MissingVersion) => Ok(UpdateResult::Invalid(
+            "upgradeAppliance: SUCCEEDED needs result.version",
+        )),
         Ok(UpdateOutcome::Duplicate { reply }) => Ok(UpdateResult::Duplicate(reply)),
         Ok(UpdateOutcome::Applied { state, reply }) => {
             // With the task's domain effects, when it SUCCEEDED.
@@ -215,6 +234,20 @@ pub(crate) fn record_update(
             ctx.moved(record.job_id, Some(record.state.status), state.status, now);
             Ok(UpdateResult::Accepted(reply))
         }
+    }
+}
+
+/// The targetVersion of the job when it is an upgradeAppliance.
+fn upgrade_target(conn: &Connection, job: JobId) -> Result<Option<String>, StoreError> {
+    let task_type: String = conn
+        .prepare_cached("SELECT task_type FROM jobs WHERE id = ?1")?
+        .query_row([job.to_string()], |r| r.get(0))?;
+    if task_type != TaskType::UpgradeAppliance.as_str() {
+        return Ok(None);
+    }
+    match super::jobs::document(conn, job)? {
+        JobDocument::UpgradeAppliance { target_version, .. } => Ok(Some(target_version)),
+        _ => Ok(None),
     }
 }
 

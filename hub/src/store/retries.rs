@@ -22,6 +22,7 @@ use super::row::get;
 use super::writer::WriteCtx;
 use super::StoreError;
 use crate::engine;
+use crate::engine::upgrade;
 use crate::rollout::Retry;
 
 /// Creates the due retries; returns how many. Sets the rollout's next
@@ -72,6 +73,8 @@ pub(crate) fn retry_failed(
     let mut created = 0;
     for (record, rolled_back) in candidates {
         let previous = &record.state;
+        let rolled_back =
+            rolled_back || previous.error_message.as_deref() == Some(upgrade::ROLLED_BACK);
         if !retry.applies_to(previous.status) || (upgrade && rolled_back) {
             continue;
         }

@@ -88,21 +88,33 @@ impl Rollout {
 }
 
 impl TargetSelector {
-    fn of(targets: &Targets, count: usize) -> Self {
-        match targets {
+    /// The selector kept for `targets`: a tag by its id, so that the job
+    /// follows the tag, whatever name the request used.
+    fn of(conn: &Connection, targets: &Targets, count: usize) -> Result<Self, StoreError> {
+        Ok(match targets {
             Targets::ApplianceIds(_) => Self::ApplianceIds(count as u64),
             Targets::CustomerId(customer) => Self::CustomerId(*customer),
-            Targets::Tag(tag) => Self::Tag(tag.clone()),
-        }
+            Targets::Tag(tag) => Self::Tag(tag_id(conn, tag)?.unwrap_or_else(|| tag.clone())),
+        })
     }
+}
+
+/// The id of the tag whose id or name is `tag`.
+fn tag_id(conn: &Connection, tag: &str) -> Result<Option<String>, StoreError> {
+    let mut statement = conn
+        .prepare_cached("SELECT id FROM tags WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC")?;
+    let mut rows = statement.query([tag])?;
+    Ok(rows.next()?.map(|row| row.get(0)).transpose()?)
 }
 
 impl Store {
     /// Creates a job with its policy: its executions (QUEUED) for the
     /// targets as they are now, and its rollout row, in one transaction.
     /// A customer target becomes the job's owner and takes the customer's
-    /// live appliances. None, with nothing written, when the targets hold
-    /// no appliance and the job is not continuous (tags: phase 2).
+    /// live appliances; a tag target, the live appliances carrying the tag
+    /// (of the job's customer, when it has one). None, with nothing
+    /// written, when the targets hold no appliance and the job is not
+    /// continuous.
     pub async fn create_planned_job(
         &self,
         job: NewJob,
@@ -182,7 +194,10 @@ pub(crate) fn create(
             job.customer_id = Some(*customer);
             job.targets = customer_appliances(conn, *customer)?;
         }
-        Targets::Tag(_) => return Ok(None),
+        Targets::Tag(tag) => {
+            let tag = tag_id(conn, tag)?.ok_or_else(|| StoreError::UnknownTag(tag.clone()))?;
+            job.targets = super::targets::tagged(conn, &tag, job.customer_id, None, usize::MAX)?;
+        }
     }
     let listed = matches!(targets, Targets::ApplianceIds(_));
     if job.targets.is_empty() && !policy.continuous && !listed {
@@ -215,7 +230,7 @@ pub(crate) fn create(
     .execute(params![
         id,
         serde_json::to_string(policy)?,
-        serde_json::to_string(&TargetSelector::of(targets, created.executions))?,
+        serde_json::to_string(&TargetSelector::of(conn, targets, created.executions)?)?,
         phase.as_str(),
         !empty,
         targets_due_at,

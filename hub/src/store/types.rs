@@ -68,6 +68,9 @@ pub enum UpdateResult {
     Duplicate(UpdateReplyData),
     /// Refused (409), nothing written.
     Rejected(Rejection),
+    /// Invalid for this task (400), nothing written: an upgradeAppliance
+    /// SUCCEEDED without `result.version`. The reply's message.
+    Invalid(&'static str),
     /// No such task for this appliance (404): unknown, or another
     /// appliance's; the two are not told apart.
     NotFound,

@@ -11,4 +11,6 @@ mod rest_flow;
 mod rest_inputs;
 mod rest_refusals;
 mod rollout;
+mod tags;
 mod ui_logs;
+mod upgrade;

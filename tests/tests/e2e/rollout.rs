@@ -463,7 +463,7 @@ async fn bad_policies_and_targets_are_refused_and_create_nothing() -> anyhow::Re
         ),
         (
             json!({"taskType": "collectMetrics", "targets": {"tag": "berlin"}}),
-            "invalid targets",
+            "unknown tag",
         ),
         (
             json!({"taskType": "collectMetrics", "targets": {"customerId": stranger}}),

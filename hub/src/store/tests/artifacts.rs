@@ -154,9 +154,9 @@ async fn released_tasks_carry_a_job_file_and_their_own_upload_link() {
         .expect("next");
     assert_eq!(next.expect("a task").job_file, Some(file));
 
-    let reply = fx
-        .store
-        .record_update(appliances[0], update(&task, R::Succeeded), T0 + 20);
+    let mut done = update(&task, R::Succeeded);
+    done.result = serde_json::json!({"version": "3.2.0"}).as_object().cloned();
+    let reply = fx.store.record_update(appliances[0], done, T0 + 20);
     assert!(matches!(within(reply).await, Ok(UpdateResult::Accepted(_))));
     let done = within(fx.store.get_task(appliances[0], &task))
         .await

@@ -217,3 +217,75 @@ async fn metrics_keep_the_latest_and_a_week_of_samples() {
     .await;
     assert_eq!(unknown.ok(), Some(false));
 }
+
+fn upgrade_to(version: &str) -> JobDocument {
+    JobDocument::UpgradeAppliance {
+        target_version: version.into(),
+        firmware_path: "firmware/va.img".into(),
+        firmware_sha256: "0".repeat(64),
+    }
+}
+
+/// Creates and releases an upgrade to 3.2.0; the update `report` ends it.
+async fn upgrade(
+    f: &Fixture,
+    customer: CustomerId,
+    id: ApplianceId,
+    status: ReportedStatus,
+    version: Option<&str>,
+) -> UpdateResult {
+    let created = within(f.store.create_task(task(customer, id, upgrade_to("3.2.0"))))
+        .await
+        .expect("task");
+    f.release(created.job_id, 10).await;
+    let mut report = update(&created.task_id, status);
+    report.result = version.map(|v| {
+        let mut result = serde_json::Map::new();
+        result.insert("version".into(), v.into());
+        result
+    });
+    within(f.store.record_update(id, report, T0 + 20))
+        .await
+        .expect("update")
+}
+
+#[tokio::test]
+async fn an_upgrade_succeeds_on_its_target_and_a_rollback_marks_the_appliance() {
+    let f = Fixture::new();
+    let acme = customer(&f).await;
+    let id = registered(&f, acme).await;
+    let appliance = || async {
+        within(f.store.customer_appliance(acme, id))
+            .await
+            .expect("read")
+            .expect("appliance")
+    };
+
+    let bare = upgrade(&f, acme, id, ReportedStatus::Succeeded, None).await;
+    assert!(matches!(bare, UpdateResult::Invalid(_)), "{bare:?}");
+
+    let back = upgrade(&f, acme, id, ReportedStatus::Succeeded, Some("3.1.4")).await;
+    let UpdateResult::Accepted(reply) = back else {
+        panic!("{back:?}")
+    };
+    assert_eq!(reply.status, protocol::ExecutionStatus::Failed);
+    let record = appliance().await;
+    assert!(record.rolled_back);
+    assert_eq!(record.version.as_deref(), Some("3.1.4"));
+
+    let plain = upgrade(&f, acme, id, ReportedStatus::Failed, None).await;
+    assert!(matches!(plain, UpdateResult::Accepted(_)));
+    assert!(
+        appliance().await.rolled_back,
+        "a plain failure keeps the mark"
+    );
+
+    let done = upgrade(&f, acme, id, ReportedStatus::Succeeded, Some("3.2.0")).await;
+    let UpdateResult::Accepted(reply) = done else {
+        panic!("{done:?}")
+    };
+    assert_eq!(reply.status, protocol::ExecutionStatus::Succeeded);
+    let record = appliance().await;
+    assert!(!record.rolled_back, "on its target, the mark is gone");
+    assert_eq!(record.version.as_deref(), Some("3.2.0"));
+}
