@@ -16,11 +16,14 @@
 //! - [`targets`]: which appliances a job runs on.
 //! - [`window`]: the daily maintenance window.
 //! - [`rate`]: the releases-per-minute limiter.
+//! - [`auto_upgrade`]: whether an appliance's update schedule comes
+//!   within the next hour (the auto-upgrade duty's selection).
 //! - [`decision`]: given policy, progress, counters and now: how many to
 //!   release, whether to abort, the phase, and when to look again.
 
 pub mod abort;
 pub mod attempts;
+pub mod auto_upgrade;
 pub mod decision;
 pub mod policy;
 pub mod rate;

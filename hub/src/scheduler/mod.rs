@@ -6,7 +6,9 @@
 //!   window (the store runs one job's duties in one transaction);
 //! - [`heartbeat`]: the heartbeat round to connected appliances, and the
 //!   OFFLINE mark of those that missed two;
-//! - [`tokens`]: appliance token renewal.
+//! - [`tokens`]: appliance token renewal;
+//! - [`auto_upgrade`]: the upgrade of appliances whose update schedule
+//!   comes within the hour, one staged job per customer.
 //!
 //! Every decision is pure (`crate::rollout`, `crate::presence`,
 //! `crate::credentials::TokenPolicy`) and every bit of state is in the
@@ -20,6 +22,7 @@
 //! (a job was created). A pass that stopped at a batch limit runs again at
 //! once; a pass never loops without progress.
 
+mod auto_upgrade;
 mod heartbeat;
 mod rollouts;
 mod tokens;
@@ -99,6 +102,7 @@ pub(crate) struct Duties {
 struct Known {
     tokens: Option<Millis>,
     heartbeat: Option<Millis>,
+    auto_upgrade: Option<Millis>,
 }
 
 impl Known {
@@ -120,13 +124,14 @@ impl Known {
 }
 
 impl Duties {
-    /// One pass of every duty at `now`. Token renewal first: the jobs it
-    /// creates are released by the same pass.
+    /// One pass of every duty at `now`. Token renewal and auto-upgrade
+    /// first: the jobs they create are released by the same pass.
     async fn pass(&self, known: &mut Known, now: Millis) -> Due {
         let tokens = Known::run(&mut known.tokens, now, tokens::run(self, now)).await;
         let heartbeat = Known::run(&mut known.heartbeat, now, heartbeat::run(self, now)).await;
+        let upgrades = Known::run(&mut known.auto_upgrade, now, auto_upgrade::run(self, now)).await;
         let rollouts = rollouts::run(self, now).await;
-        tokens.merge(heartbeat).merge(rollouts)
+        tokens.merge(heartbeat).merge(upgrades).merge(rollouts)
     }
 }
 

@@ -30,6 +30,7 @@
 
 mod appliances;
 mod artifacts;
+mod auto_upgrade;
 mod catalog;
 mod checkpoint;
 mod customers;
@@ -72,6 +73,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 pub use artifacts::{Artifact, ArtifactQuery, ArtifactSort};
+pub use auto_upgrade::{AutoUpgradeCandidate, AUTO_UPGRADE_GROUPS};
 pub use catalog::{NewApplianceVersion, NewServiceVersion};
 pub use error::StoreError;
 pub use fleet_types::{

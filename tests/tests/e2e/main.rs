@@ -2,6 +2,7 @@
 //! listener on port 0, every wait bounded by a timeout.
 
 mod artifacts;
+mod auto_upgrade;
 mod edge;
 mod fleet;
 mod jobs;
