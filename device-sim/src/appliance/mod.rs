@@ -44,7 +44,7 @@ pub use seen::{Seen, SeenTasks};
 pub use transfer::{Download, DownloadFailure, Upload};
 pub use updates::{FollowUp, InFlight, Report, UpdateQueue};
 
-use crate::fault::FaultRng;
+use crate::fault::Dice;
 use crate::identity::Identity;
 use task::Execution;
 
@@ -65,7 +65,7 @@ const BACKLOG: usize = 4;
 pub struct Appliance {
     identity: Identity,
     behaviour: Arc<Behaviour>,
-    rng: FaultRng,
+    dice: Dice,
     machine: Machine,
     seen: SeenTasks,
     updates: UpdateQueue,
@@ -82,21 +82,16 @@ pub struct Appliance {
 }
 
 impl Appliance {
-    /// A new appliance. `rng` decides its faults (derive it from the seed
+    /// A new appliance. `dice` decide its faults (derive them from the seed
     /// and the appliance's index); `nonce` makes its request ids and client
     /// tokens differ from those of earlier runs with the same identity.
-    pub fn new(
-        identity: Identity,
-        behaviour: Arc<Behaviour>,
-        mut rng: FaultRng,
-        nonce: u64,
-    ) -> Self {
-        let skew = rng.skew_ms(behaviour.faults.max_clock_skew);
+    pub fn new(identity: Identity, behaviour: Arc<Behaviour>, mut dice: Dice, nonce: u64) -> Self {
+        let skew = dice.appliance.skew_ms(behaviour.faults.max_clock_skew);
         let machine = Machine::new(behaviour.initial_version.clone(), skew);
         Self {
             identity,
             behaviour,
-            rng,
+            dice,
             machine,
             seen: SeenTasks::default(),
             updates: UpdateQueue::default(),
@@ -163,10 +158,11 @@ impl Appliance {
         self.send_get(now, out);
         let interval = self.behaviour.metrics_interval_ms;
         if self.next_metrics.is_none() {
-            self.next_metrics = interval.map(|i| now.mono + self.rng.below(i.max(1)));
+            self.next_metrics = interval.map(|i| now.mono + self.dice.appliance.below(i.max(1)));
         }
         self.next_churn = self
-            .rng
+            .dice
+            .appliance
             .next_churn_in(&self.behaviour.faults)
             .map(|delay| now.mono + delay);
         self.flush(now, out);
@@ -360,7 +356,7 @@ impl Appliance {
     }
 
     fn post_metrics(&mut self, now: Now, out: &mut Vec<Action>) {
-        let wobble = self.rng.below(1000);
+        let wobble = self.dice.appliance.below(1000);
         let params = self.machine.metrics(now.wall, wobble);
         let id = self.next_id();
         out.push(Action::Publish {
@@ -376,7 +372,7 @@ impl Appliance {
         }
         self.next_churn = None;
         self.connected = false;
-        let for_ms = self.rng.churn_offline_ms(&self.behaviour.faults);
+        let for_ms = self.dice.appliance.churn_offline_ms(&self.behaviour.faults);
         out.push(Action::GoOffline {
             reason: Offline::Churn,
             for_ms,

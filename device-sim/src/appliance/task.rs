@@ -1,7 +1,7 @@
 //! Running one task of every type: accept or ignore it, report
 //! IN_PROGRESS, simulate the work (a timer, a download or an upload, see
 //! `transfer`), change the machine, report the terminal status. Faults decided by the
-//! appliance's [`crate::fault::FaultRng`] bend the path: reject, never
+//! appliance's [`crate::fault::Dice`] bend the path: reject, never
 //! answer, fail, crash mid-download, roll back after the reboot.
 
 use std::collections::BTreeMap;
@@ -130,7 +130,7 @@ impl Appliance {
     fn start(&mut self, task: Task, now: Now, out: &mut Vec<Action>) {
         let ttl = self.behaviour.seen_ttl_ms;
         self.seen.insert(task.task_id.clone(), now.mono + ttl);
-        let fate = self.rng.task_fate(&self.behaviour.faults);
+        let fate = self.dice.tasks.task_fate(&self.behaviour.faults);
         out.push(Action::Record(Record::TaskStarted(
             task.job_document.task_type(),
         )));
