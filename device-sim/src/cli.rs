@@ -87,23 +87,31 @@ pub struct FleetArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     pub hub_url: String,
-    /// The MQTT endpoint: mqtts://host:port (with --ca-file) or mqtt://host:port.
-    #[arg(
-        long,
-        env = "DEVICE_SIM_MQTT_URL",
-        default_value = "mqtts://127.0.0.1:8883"
-    )]
-    pub mqtt_url: String,
-    /// CA certificate (PEM) of the hub's TLS listener.
+    /// The MQTT endpoint: mqtts://host:port or mqtt://host:port [default:
+    /// what registration or the identities file says, else
+    /// mqtts://127.0.0.1:8883].
+    #[arg(long, env = "DEVICE_SIM_MQTT_URL")]
+    pub mqtt_url: Option<String>,
+    /// CA certificate (PEM) of the hub's TLS listener [default: the one
+    /// registration gave].
     #[arg(long, env = "DEVICE_SIM_CA_FILE")]
     pub ca_file: Option<PathBuf>,
-    /// The hub's admin token, to provision appliances.
+    /// Register the appliances through `POST /va/register/` with this
+    /// register token of a customer (the `registrationToken` of
+    /// `POST /api/v1/customers`).
+    #[arg(long, env = "FLEETHUB_REGISTER_TOKEN", hide_env_values = true)]
+    pub register_token: Option<String>,
+    /// The hub's admin token, to provision appliances as an operator (and
+    /// for `bench job` to create its job).
     #[arg(long, env = "FLEETHUB_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Reuse identities saved in this file instead of provisioning.
+    /// Reuse identities saved in this file instead of registering or
+    /// provisioning.
     #[arg(long)]
     pub identities: Option<PathBuf>,
-    /// Save provisioned identities to this file.
+    /// Save the identities to this file when the fleet starts, and again
+    /// when it stops (rotated tokens applied, unregistered appliances left
+    /// out), ready for --identities.
     #[arg(long)]
     pub save_identities: Option<PathBuf>,
     /// MQTT username for every appliance instead of its own id.

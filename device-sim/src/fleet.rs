@@ -135,7 +135,7 @@ async fn ramp_up(
         let dice = Dice::new(seed, index as u64);
         let nonce = nonce_base.wrapping_add(index as u64);
         let app = Appliance::new(identity, behaviour.clone(), dice, nonce);
-        tracker.spawn(runner::run(shared.clone(), app));
+        tracker.spawn(runner::run(shared.clone(), index, app));
         if index % 256 == 255 {
             // Let the runners already spawned make progress on 2 cores.
             tokio::task::yield_now().await;

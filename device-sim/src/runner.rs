@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::appliance::{Action, Appliance, Now, Offline};
 use crate::hub_api::HubApi;
+use crate::identity::IdentityChange;
 use crate::mqtt::{BrokerTarget, REQUEST_CHANNEL};
 use crate::stats::{Counter, Stats};
 use crate::transfer::{Checkpoint, DownloadSpec, Transfer, TransferEvent};
@@ -60,8 +61,9 @@ impl Shared {
     }
 }
 
-/// Runs one appliance until the fleet shuts down or it unregisters.
-pub async fn run(shared: Arc<Shared>, app: Appliance) {
+/// Runs appliance `index` of the fleet until the fleet shuts down or it
+/// unregisters.
+pub async fn run(shared: Arc<Shared>, index: usize, app: Appliance) {
     let options = shared.broker.options(app.identity());
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
     // rumqttc preallocates room for 100 buffered events per connection
@@ -71,6 +73,7 @@ pub async fn run(shared: Arc<Shared>, app: Appliance) {
     let jitter = app.identity().appliance_id.as_uuid().as_u128() as u64;
     let shell = Shell {
         shared,
+        index,
         client,
         eventloop,
         transfer: None,
@@ -88,6 +91,7 @@ pub async fn run(shared: Arc<Shared>, app: Appliance) {
 
 struct Shell {
     shared: Arc<Shared>,
+    index: usize,
     client: AsyncClient,
     eventloop: EventLoop,
     transfer: Option<Box<Transfer>>,
@@ -265,8 +269,14 @@ impl Shell {
                     let user = app.identity().appliance_id.to_string();
                     self.eventloop.mqtt_options.set_credentials(user, password);
                 }
+                let change = IdentityChange::Token(token);
+                self.shared.stats.identity_changed(self.index, change);
             }
-            Action::Forget => self.shared.stats.add(Counter::Unregistered, 1),
+            Action::Forget => {
+                self.shared.stats.add(Counter::Unregistered, 1);
+                let change = IdentityChange::Forgotten;
+                self.shared.stats.identity_changed(self.index, change);
+            }
             Action::Record(record) => self.shared.stats.record(record),
         }
     }
