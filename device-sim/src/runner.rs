@@ -21,7 +21,7 @@ use rumqttc::{
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::appliance::{Action, Appliance, Now, Offline};
+use crate::appliance::{Action, Appliance, DownloadFailure, Now, Offline};
 use crate::hub_api::HubApi;
 use crate::identity::IdentityChange;
 use crate::mqtt::{BrokerTarget, REQUEST_CHANNEL};
@@ -95,7 +95,8 @@ struct Shell {
     client: AsyncClient,
     eventloop: EventLoop,
     transfer: Option<Box<Transfer>>,
-    /// A download cut by a crash: what was received, to resume from.
+    /// A download cut by a crash or an expired link: what was received,
+    /// to resume from.
     partial: Option<(TaskId, Checkpoint)>,
     received: u64,
     offline_until: Option<Instant>,
@@ -198,14 +199,24 @@ impl Shell {
             return;
         };
         match event {
+            TransferEvent::Resumed { from } => {
+                self.received = from;
+                self.shared.stats.add(Counter::DownloadsResumed, 1);
+            }
             TransferEvent::Progress { received, total } => {
-                let delta = received.saturating_sub(self.received);
+                // Below what was counted: the server sent the whole file
+                // again instead of the range asked for.
+                let delta = received.checked_sub(self.received).unwrap_or(received);
                 self.shared.stats.add(Counter::DownloadedBytes, delta);
                 self.received = received;
                 app.on_download_progress(&task, received, total, now, out);
             }
             TransferEvent::Downloaded(result) => {
-                self.transfer = None;
+                if let Some(transfer) = self.transfer.take() {
+                    if result == Err(DownloadFailure::Expired) {
+                        self.partial = Some((task.clone(), transfer.into_checkpoint()));
+                    }
+                }
                 app.on_download_done(&task, result, now, out);
             }
             TransferEvent::Uploaded(result) => {

@@ -41,6 +41,7 @@ counters! {
     Disconnects => "disconnects",
     Subscribed => "subscribed",
     TasksStarted => "tasks_started",
+    TasksFromNext => "tasks_from_next",
     Duplicates => "duplicates_ignored",
     NeverAnswered => "never_answered",
     Canceled => "canceled",
@@ -66,6 +67,8 @@ counters! {
     PublishDropped => "publish_dropped",
     Unregistered => "unregistered",
     DownloadedBytes => "downloaded_bytes",
+    DownloadsResumed => "downloads_resumed",
+    LinksRefreshed => "links_refreshed",
     Uploads => "uploads",
 }
 
@@ -252,6 +255,8 @@ impl Stats {
             Record::MetricsPosted => self.add(Counter::MetricsPosted, 1),
             Record::ChecksumMismatch => self.add(Counter::ChecksumMismatches, 1),
             Record::BadMessage => self.add(Counter::BadMessages, 1),
+            Record::FromNext => self.add(Counter::TasksFromNext, 1),
+            Record::LinkRefreshed => self.add(Counter::LinksRefreshed, 1),
         }
     }
 

@@ -41,17 +41,19 @@ use protocol::{ExecutionStatus, MessageKind, ReplyCode, ReportedStatus, TaskId};
 pub use action::{Action, Behaviour, Now, Offline, Record};
 pub use machine::{Machine, Service};
 pub use seen::{Seen, SeenTasks};
-pub use transfer::{Download, DownloadFailure, Upload};
+pub use transfer::{simulated_log, Download, DownloadFailure, Upload};
 pub use updates::{FollowUp, InFlight, Report, UpdateQueue};
 
 use crate::fault::Dice;
 use crate::identity::Identity;
-use task::Execution;
+use task::{Execution, TaskSource};
 
-/// A `job/get` waiting for its reply.
+/// A `job/get` waiting for its reply: `$next`, or the current task by id
+/// (for a fresh download link).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PendingGet {
     id: String,
+    target: GetTarget,
     deadline: u64,
     tries: u8,
 }
@@ -155,7 +157,13 @@ impl Appliance {
         {
             out.push(publish_update(&flight.report));
         }
-        self.send_get(now, out);
+        // Every connect asks `$next` (topics.md 6.2), unless the download
+        // of the current task waits for a fresh link: then that comes first,
+        // and `$next` follows once the task is done.
+        match self.refreshing_task() {
+            Some(task) => self.send_get(GetTarget::Task(task), now, out),
+            None => self.send_get(GetTarget::Next, now, out),
+        }
         let interval = self.behaviour.metrics_interval_ms;
         if self.next_metrics.is_none() {
             self.next_metrics = interval.map(|i| now.mono + self.dice.appliance.below(i.max(1)));
@@ -186,7 +194,7 @@ impl Appliance {
         }
         match kind {
             MessageKind::JobNotify => match decode_notify(payload) {
-                Ok(notify) => self.on_task(notify.params.task, now, out),
+                Ok(notify) => self.on_task(notify.params.task, TaskSource::Notify, now, out),
                 Err(error) => self.reject_undecodable(payload, &error, now, out),
             },
             MessageKind::JobGetReply => match decode_get_reply(payload) {
@@ -241,11 +249,13 @@ impl Appliance {
         format!("{:x}-{:x}", self.nonce, self.seq)
     }
 
-    fn send_get(&mut self, now: Now, out: &mut Vec<Action>) {
+    /// Sends a get (replacing any pending one: one at a time).
+    fn send_get(&mut self, target: GetTarget, now: Now, out: &mut Vec<Action>) {
         let id = self.next_id();
-        out.push(publish_get(&id));
+        out.push(publish_get(&id, &target));
         self.get = Some(PendingGet {
             id,
+            target,
             deadline: now.mono + self.behaviour.reply_timeout_ms,
             tries: 1,
         });
@@ -257,16 +267,30 @@ impl Appliance {
         now: Now,
         out: &mut Vec<Action>,
     ) {
-        if self.get.as_ref().is_none_or(|g| g.id != reply.id) {
+        let Some(get) = self.get.take_if(|g| g.id == reply.id) else {
             return;
-        }
-        self.get = None;
-        match (reply.code, reply.data) {
-            (ReplyCode::Ok, Some(GetReplyData::One { task: Some(task) })) => {
-                self.on_task(*task, now, out)
+        };
+        let task = match (reply.code, reply.data) {
+            (ReplyCode::Ok, Some(GetReplyData::One { task })) => task.map(|t| *t),
+            (ReplyCode::Ok, _) => None,
+            (code, _) => {
+                out.push(Action::Record(Record::Refused(code)));
+                if let GetTarget::Task(id) = &get.target {
+                    // 404: the hub no longer knows it; 429/500: the
+                    // download cannot go on without a link either.
+                    let id = id.clone();
+                    self.give_up_refresh(&id, code, now, out);
+                }
+                return;
             }
-            (ReplyCode::Ok, _) => {}
-            (code, _) => out.push(Action::Record(Record::Refused(code))),
+        };
+        match (get.target, task) {
+            (GetTarget::Task(id), Some(task)) if task.task_id == id => {
+                self.on_fresh_task(task, now, out)
+            }
+            (GetTarget::Task(_), _) => {}
+            (_, Some(task)) => self.on_task(task, TaskSource::Next, now, out),
+            (_, None) => {}
         }
     }
 
@@ -335,11 +359,13 @@ impl Appliance {
             if let Some(get) = self.get.as_mut().filter(|g| g.tries < max_tries) {
                 get.tries += 1;
                 get.deadline = now.mono + updates::retry_delay(timeout, get.tries);
-                out.push(publish_get(&get.id));
+                out.push(publish_get(&get.id, &get.target));
                 out.push(Action::Record(Record::Retry));
-            } else {
-                self.get = None;
+            } else if let Some(get) = self.get.take() {
                 out.push(Action::Record(Record::GaveUp));
+                if let GetTarget::Task(id) = get.target {
+                    self.give_up_refresh(&id, ReplyCode::Internal, now, out);
+                }
             }
         }
     }
@@ -416,11 +442,11 @@ impl Appliance {
     }
 }
 
-fn publish_get(id: &str) -> Action {
+fn publish_get(id: &str, target: &GetTarget) -> Action {
     let request = Request::new(
         id,
         GetParams {
-            task_id: GetTarget::Next,
+            task_id: target.clone(),
         },
     );
     Action::Publish {

@@ -3,6 +3,7 @@
 //! after reboots) with a fake clock, and the tests read the actions.
 
 mod faults;
+mod links;
 mod reliability;
 mod tasks;
 
