@@ -9,4 +9,5 @@ mod rest_auth;
 mod rest_flow;
 mod rest_inputs;
 mod rest_refusals;
+mod sim;
 mod ui_logs;
