@@ -267,6 +267,16 @@ impl Appliance {
         now: Now,
         out: &mut Vec<Action>,
     ) {
+        if matches!(reply.code, ReplyCode::Throttled | ReplyCode::Internal) {
+            // Nothing was done: the same request goes again after the
+            // back-off of this try (topics.md 6.1).
+            let timeout = self.behaviour.reply_timeout_ms;
+            if let Some(get) = self.get.as_mut().filter(|g| g.id == reply.id) {
+                get.deadline = now.mono + updates::retry_delay(timeout, get.tries);
+                out.push(Action::Record(Record::Refused(reply.code)));
+            }
+            return;
+        }
         let Some(get) = self.get.take_if(|g| g.id == reply.id) else {
             return;
         };
@@ -276,8 +286,8 @@ impl Appliance {
             (code, _) => {
                 out.push(Action::Record(Record::Refused(code)));
                 if let GetTarget::Task(id) = &get.target {
-                    // 404: the hub no longer knows it; 429/500: the
-                    // download cannot go on without a link either.
+                    // The hub no longer knows the task (404), or the request
+                    // is broken (400): no fresh link will come.
                     let id = id.clone();
                     self.give_up_refresh(&id, code, now, out);
                 }

@@ -163,3 +163,22 @@ fn tasks_found_with_next_are_counted() {
         .deliver(&notified)
         .contains(&Action::Record(Record::FromNext)));
 }
+
+#[test]
+fn a_throttled_get_is_repeated_unchanged_after_the_back_off() {
+    let mut h = Harness::new(quiet(), 1, 0);
+    let connected = h.connect();
+    let (id, target) = gets_in(&connected).remove(0);
+    let refused = h.get_reply(&id, ReplyCode::Throttled, None);
+    assert_eq!(
+        refused,
+        vec![Action::Record(Record::Refused(ReplyCode::Throttled))]
+    );
+    let timeout = Behaviour::default().reply_timeout_ms;
+    assert!(gets_in(&h.advance(timeout - 1)).is_empty());
+    let again = gets_in(&h.advance(1));
+    assert_eq!(again, vec![(id.clone(), target)]);
+    let t = task(JobDocument::CollectMetrics {}, None);
+    let started = h.get_reply(&id, ReplyCode::Ok, Some(&t));
+    assert!(started.contains(&Action::Record(Record::FromNext)));
+}
