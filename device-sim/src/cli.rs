@@ -299,6 +299,24 @@ mod tests {
         assert_eq!(run.duration, Some(Duration::from_secs(120)));
         assert_eq!(run.fleet.seed(), 42);
         assert_eq!(run.fleet.behaviour()?.faults.fail_rate, 0.1);
+        assert_eq!(run.fleet.register_token, None);
+        let registering = Cli::try_parse_from([
+            "device-sim",
+            "bench",
+            "connect",
+            "--register-token",
+            "jwt",
+            "--save-identities",
+            "ids.json",
+        ])?;
+        let Command::Bench {
+            scenario: Scenario::Connect { fleet, .. },
+        } = registering.command
+        else {
+            bail!("not bench connect");
+        };
+        assert_eq!(fleet.register_token.as_deref(), Some("jwt"));
+        assert_eq!(fleet.mqtt_url, None, "registration says where");
         let bad = Cli::try_parse_from(["device-sim", "run", "--fail-rate", "2"])?;
         let Command::Run(bad) = bad.command else {
             bail!("not run");
