@@ -42,10 +42,10 @@ async fn all_subscribed(stats: &Stats, size: usize, timeout: Duration) -> bool {
 /// The `connect` scenario.
 pub async fn connect(args: FleetArgs, timeout: Duration) -> anyhow::Result<Report> {
     let prepared = prepare(&args).await?;
-    let (seed, size) = (prepared.seed, prepared.identities.len());
+    let (seed, size) = (prepared.seed, prepared.identities.appliances.len());
     let before = rss_bytes();
     let started = Instant::now();
-    let fleet = Fleet::start(prepared.config, prepared.identities);
+    let (fleet, saved) = prepared.start();
     let progress = Progress::start(fleet.stats().clone(), size, args.json);
     let all = all_subscribed(fleet.stats(), size, timeout).await;
     let took = started.elapsed();
@@ -53,6 +53,7 @@ pub async fn connect(args: FleetArgs, timeout: Duration) -> anyhow::Result<Repor
     progress.finish().await;
     let subscribed = fleet.stats().subscribed_now();
     let stats = fleet.stop().await;
+    saved.save(&stats)?;
     let mut report = Report::new("bench connect", seed, size, took.as_millis() as u64, &stats);
     report.memory = memory;
     report.figure("allSubscribed", all);
@@ -85,11 +86,16 @@ pub async fn job(
         bail!("heartbeats are not jobs");
     }
     let prepared = prepare(&args).await?;
-    let (seed, size) = (prepared.seed, prepared.identities.len());
+    let (seed, size) = (prepared.seed, prepared.identities.appliances.len());
     let hub = prepared.config.hub.clone();
-    let targets: Vec<_> = prepared.identities.iter().map(|i| i.appliance_id).collect();
+    let targets: Vec<_> = prepared
+        .identities
+        .appliances
+        .iter()
+        .map(|i| i.appliance_id)
+        .collect();
     let started = Instant::now();
-    let fleet = Fleet::start(prepared.config, prepared.identities);
+    let (fleet, saved) = prepared.start();
     let progress = Progress::start(fleet.stats().clone(), size, args.json);
     let connected = all_subscribed(fleet.stats(), size, timeout).await;
     let outcome = if connected {
@@ -112,6 +118,7 @@ pub async fn job(
     };
     progress.finish().await;
     let stats = fleet.stop().await;
+    saved.save(&stats)?;
     let run = outcome?;
     let mut report = Report::new(
         "bench job",

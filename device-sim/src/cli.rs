@@ -87,23 +87,31 @@ pub struct FleetArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     pub hub_url: String,
-    /// The MQTT endpoint: mqtts://host:port (with --ca-file) or mqtt://host:port.
-    #[arg(
-        long,
-        env = "DEVICE_SIM_MQTT_URL",
-        default_value = "mqtts://127.0.0.1:8883"
-    )]
-    pub mqtt_url: String,
-    /// CA certificate (PEM) of the hub's TLS listener.
+    /// The MQTT endpoint: mqtts://host:port or mqtt://host:port [default:
+    /// what registration or the identities file says, else
+    /// mqtts://127.0.0.1:8883].
+    #[arg(long, env = "DEVICE_SIM_MQTT_URL")]
+    pub mqtt_url: Option<String>,
+    /// CA certificate (PEM) of the hub's TLS listener [default: the one
+    /// registration gave].
     #[arg(long, env = "DEVICE_SIM_CA_FILE")]
     pub ca_file: Option<PathBuf>,
-    /// The hub's admin token, to provision appliances.
+    /// Register the appliances through `POST /va/register/` with this
+    /// register token of a customer (the `registrationToken` of
+    /// `POST /api/v1/customers`).
+    #[arg(long, env = "FLEETHUB_REGISTER_TOKEN", hide_env_values = true)]
+    pub register_token: Option<String>,
+    /// The hub's admin token, to provision appliances as an operator (and
+    /// for `bench job` to create its job).
     #[arg(long, env = "FLEETHUB_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Reuse identities saved in this file instead of provisioning.
+    /// Reuse identities saved in this file instead of registering or
+    /// provisioning.
     #[arg(long)]
     pub identities: Option<PathBuf>,
-    /// Save provisioned identities to this file.
+    /// Save the identities to this file when the fleet starts, and again
+    /// when it stops (rotated tokens applied, unregistered appliances left
+    /// out), ready for --identities.
     #[arg(long)]
     pub save_identities: Option<PathBuf>,
     /// MQTT username for every appliance instead of its own id.
@@ -291,6 +299,24 @@ mod tests {
         assert_eq!(run.duration, Some(Duration::from_secs(120)));
         assert_eq!(run.fleet.seed(), 42);
         assert_eq!(run.fleet.behaviour()?.faults.fail_rate, 0.1);
+        assert_eq!(run.fleet.register_token, None);
+        let registering = Cli::try_parse_from([
+            "device-sim",
+            "bench",
+            "connect",
+            "--register-token",
+            "jwt",
+            "--save-identities",
+            "ids.json",
+        ])?;
+        let Command::Bench {
+            scenario: Scenario::Connect { fleet, .. },
+        } = registering.command
+        else {
+            bail!("not bench connect");
+        };
+        assert_eq!(fleet.register_token.as_deref(), Some("jwt"));
+        assert_eq!(fleet.mqtt_url, None, "registration says where");
         let bad = Cli::try_parse_from(["device-sim", "run", "--fail-rate", "2"])?;
         let Command::Run(bad) = bad.command else {
             bail!("not run");

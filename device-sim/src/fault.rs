@@ -1,8 +1,13 @@
 //! Faults, decided deterministically from the run's seed.
 //!
-//! Every appliance owns a [`FaultRng`] derived from `(seed, index)`, so the
-//! same seed gives the same faults to the same appliance in every run that
-//! feeds it the same tasks, whatever the other appliances do. The generator
+//! Every appliance owns two [`FaultRng`]s derived from `(seed, index)` (its
+//! [`Dice`]): one draws the fate of each task it starts, in order, and
+//! nothing else; the other draws everything that depends on time and
+//! connections (clock skew first, then churn, metrics timing). So the same
+//! seed gives the same fates to the same appliance's first, second, ...
+//! task in every run, however often it reconnects and whatever the other
+//! appliances do, and [`task_fates`] / [`clock_skew_ms`] tell a test in
+//! advance what an appliance will do. The generator
 //! is SplitMix64, written out here rather than borrowed from `rand`: it holds
 //! 8 bytes per appliance and its sequence can never change under us with a
 //! dependency upgrade, so a seed printed in an old report still replays.
@@ -90,6 +95,38 @@ pub struct TaskFate {
     pub throttle: Option<u64>,
 }
 
+/// The generators of one appliance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dice {
+    /// Time- and connection-dependent draws: the clock skew (first draw),
+    /// churn, metrics timing.
+    pub appliance: FaultRng,
+    /// One [`FaultRng::task_fate`] per task started, nothing else.
+    pub tasks: FaultRng,
+}
+
+impl Dice {
+    /// The generators of appliance `index` in a run seeded with `seed`.
+    pub fn new(seed: u64, index: u64) -> Self {
+        Self {
+            appliance: FaultRng::for_appliance(seed, index),
+            tasks: FaultRng::for_tasks(seed, index),
+        }
+    }
+}
+
+/// The fates of appliance `index`'s tasks, in the order it starts them.
+pub fn task_fates(seed: u64, index: u64, faults: &FaultConfig) -> impl Iterator<Item = TaskFate> {
+    let mut rng = FaultRng::for_tasks(seed, index);
+    let faults = faults.clone();
+    std::iter::repeat_with(move || rng.task_fate(&faults))
+}
+
+/// The clock skew of appliance `index` (milliseconds, added to true time).
+pub fn clock_skew_ms(seed: u64, index: u64, max: Duration) -> i64 {
+    FaultRng::for_appliance(seed, index).skew_ms(max)
+}
+
 /// SplitMix64: 8 bytes of state, a fixed, documented sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FaultRng(u64);
@@ -100,6 +137,12 @@ impl FaultRng {
         let mut mixer = Self(seed ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03));
         let start = mixer.next_u64();
         Self(start)
+    }
+
+    /// The task-fate generator of appliance `index`: another stream than
+    /// [`FaultRng::for_appliance`]'s.
+    pub fn for_tasks(seed: u64, index: u64) -> Self {
+        Self::for_appliance(seed ^ 0x7A5C_F00D_5EED_0001, index)
     }
 
     /// The next 64 random bits.
@@ -204,6 +247,24 @@ mod tests {
         assert_eq!(run(7, 3), run(7, 3));
         assert_ne!(run(7, 3), run(7, 4));
         assert_ne!(run(7, 3), run(8, 3));
+    }
+
+    #[test]
+    fn task_fates_do_not_depend_on_other_draws() {
+        let planned: Vec<_> = task_fates(7, 3, &faults()).take(20).collect();
+        let mut dice = Dice::new(7, 3);
+        let mut drawn = Vec::new();
+        for _ in 0..20 {
+            dice.appliance.next_churn_in(&faults());
+            dice.appliance.below(1000);
+            drawn.push(dice.tasks.task_fate(&faults()));
+        }
+        assert_eq!(planned, drawn);
+        let skew = Duration::from_secs(60);
+        assert_eq!(
+            clock_skew_ms(7, 3, skew),
+            Dice::new(7, 3).appliance.skew_ms(skew)
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::appliance::{Appliance, Behaviour};
-use crate::fault::FaultRng;
+use crate::fault::Dice;
 use crate::hub_api::HubApi;
 use crate::identity::Identity;
 use crate::mqtt::BrokerTarget;
@@ -132,10 +132,10 @@ async fn ramp_up(
         } else if shared.shutdown.is_cancelled() {
             return;
         }
-        let rng = FaultRng::for_appliance(seed, index as u64);
+        let dice = Dice::new(seed, index as u64);
         let nonce = nonce_base.wrapping_add(index as u64);
-        let app = Appliance::new(identity, behaviour.clone(), rng, nonce);
-        tracker.spawn(runner::run(shared.clone(), app));
+        let app = Appliance::new(identity, behaviour.clone(), dice, nonce);
+        tracker.spawn(runner::run(shared.clone(), index, app));
         if index % 256 == 255 {
             // Let the runners already spawned make progress on 2 cores.
             tokio::task::yield_now().await;

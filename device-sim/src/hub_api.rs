@@ -1,6 +1,7 @@
 //! The hub's REST API as the simulator uses it: provisioning identities
 //! (admin token), creating a job and reading its counts, and resolving the
 //! relative URLs of downloads and uploads against the hub's address.
+//! Registration with a register token is in [`crate::registration`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -177,7 +178,7 @@ impl HubApi {
 
 /// The response if its status is a success, else an error with the hub's
 /// `{status, message, cause}` body.
-async fn checked(response: Response) -> anyhow::Result<Response> {
+pub(crate) async fn checked(response: Response) -> anyhow::Result<Response> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);

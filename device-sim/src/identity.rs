@@ -1,6 +1,7 @@
 //! Appliance identities: who an appliance is on the wire, and the
-//! identities file that saves them between runs (the same shape as the
-//! hub's provisioning answer).
+//! identities file that saves them between runs (the shape of the hub's
+//! provisioning answer, plus where registration said to connect and the CA
+//! it gave).
 
 use std::path::Path;
 
@@ -41,6 +42,24 @@ pub struct Identities {
     pub product_key: ProductKey,
     /// The appliances.
     pub appliances: Vec<Identity>,
+    /// The MQTT host registration gave (`iotHost`), if registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iot_host: Option<String>,
+    /// The MQTT over TLS port registration gave (`iotPort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iot_port: Option<u16>,
+    /// The CA certificate (PEM) registration gave (`caCert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
+}
+
+/// How an appliance's identity changed while it ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityChange {
+    /// updateApplianceConfig gave it a new token.
+    Token(String),
+    /// unregister: it forgot its identity.
+    Forgotten,
 }
 
 impl Identities {
@@ -50,6 +69,38 @@ impl Identities {
             identity.product_key = self.product_key.clone();
         }
         self
+    }
+
+    /// A set of `appliances` with nothing else known.
+    pub fn new(product_key: ProductKey, appliances: Vec<Identity>) -> Self {
+        Self {
+            product_key,
+            appliances,
+            iot_host: None,
+            iot_port: None,
+            ca_cert: None,
+        }
+    }
+
+    /// The set after a run: rotated tokens applied, forgotten identities
+    /// left out. `changes` are keyed by the index in `appliances`.
+    pub fn with_changes(
+        &self,
+        changes: &std::collections::BTreeMap<usize, IdentityChange>,
+    ) -> Self {
+        let mut next = self.clone();
+        next.appliances.clear();
+        for (index, identity) in self.appliances.iter().enumerate() {
+            match changes.get(&index) {
+                Some(IdentityChange::Forgotten) => {}
+                Some(IdentityChange::Token(token)) => next.appliances.push(Identity {
+                    token: token.clone(),
+                    ..identity.clone()
+                }),
+                None => next.appliances.push(identity.clone()),
+            }
+        }
+        next
     }
 
     /// Reads an identities file.
@@ -78,10 +129,7 @@ impl Identities {
                 product_key: ProductKey::default(),
             })
             .collect();
-        Self {
-            product_key: ProductKey::default(),
-            appliances,
-        }
+        Self::new(ProductKey::default(), appliances)
     }
 }
 
@@ -118,9 +166,35 @@ mod tests {
         let ids = Identities::load(&path)?;
         assert_eq!(ids.appliances[0].product_key.as_str(), "pk1");
         assert!(!format!("{:?}", ids.appliances[0]).contains("s3cret"));
+        assert_eq!(ids.iot_host, None);
         ids.save(&path)?;
         assert_eq!(Identities::load(&path)?, ids);
+        let registered = Identities {
+            iot_host: Some("hub.example".into()),
+            iot_port: Some(8883),
+            ca_cert: Some("-----BEGIN CERTIFICATE-----".into()),
+            ..ids.clone()
+        };
+        registered.save(&path)?;
+        assert_eq!(Identities::load(&path)?, registered);
         std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn changes_rotate_tokens_and_drop_forgotten() -> anyhow::Result<()> {
+        let ids = Identities::random(3, "old");
+        let changes = std::collections::BTreeMap::from([
+            (0, IdentityChange::Forgotten),
+            (2, IdentityChange::Token("new".into())),
+        ]);
+        let after = ids.with_changes(&changes);
+        let tokens: Vec<_> = after.appliances.iter().map(|i| i.token.as_str()).collect();
+        assert_eq!(tokens, ["old", "new"]);
+        assert_eq!(
+            after.appliances[0].appliance_id,
+            ids.appliances[1].appliance_id
+        );
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 //! - [`identity`]: appliance identities and the identities file.
 //! - [`mqtt`]: broker URL, rustls configuration (ring), rumqttc options.
 //! - [`hub_api`]: the hub's REST API (provisioning, jobs, URL resolution).
+//! - [`registration`]: `POST /va/register/` with a register token.
 //! - [`transfer`]: cancel-safe HTTP downloads (Range resume, sha256) and
 //!   uploads.
 //! - [`runner`]: the I/O shell of one appliance (one task).
@@ -31,6 +32,7 @@ pub mod identity;
 pub mod launch;
 pub mod mqtt;
 pub mod progress;
+pub mod registration;
 pub mod report;
 pub mod runner;
 pub mod stats;

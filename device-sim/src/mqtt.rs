@@ -1,9 +1,9 @@
 //! Where and how appliances connect: the broker URL (`mqtts://` with a CA
-//! file, or plaintext `mqtt://` for local development), the rustls client
+//! certificate, from a file or from registration, or plaintext `mqtt://`
+//! for local development), the rustls client
 //! configuration (ring provider, built once and shared), and the
 //! per-appliance rumqttc options.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,7 +56,7 @@ impl std::fmt::Debug for BrokerTarget {
 impl BrokerTarget {
     /// Parses `mqtt://host:port` or `mqtts://host:port`; `mqtts` needs the
     /// CA certificate (PEM) that signed the server's certificate.
-    pub fn from_url(url: &str, ca_file: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn from_url(url: &str, ca_pem: Option<&[u8]>) -> anyhow::Result<Self> {
         let parsed = reqwest::Url::parse(url).with_context(|| format!("invalid MQTT URL {url}"))?;
         let host = parsed
             .host_str()
@@ -67,7 +67,10 @@ impl BrokerTarget {
         let (tls, default_port) = match parsed.scheme() {
             "mqtt" => (None, 1883),
             "mqtts" => {
-                let ca = ca_file.context("mqtts:// needs --ca-file (the hub's CA certificate)")?;
+                let ca = ca_pem.context(
+                    "mqtts:// needs the hub's CA certificate: --ca-file, or register with \
+                     --register-token",
+                )?;
                 (Some(tls_config(ca)?), 8883)
             }
             other => bail!("unsupported scheme {other}: use mqtt:// or mqtts://"),
@@ -110,19 +113,18 @@ impl BrokerTarget {
     }
 }
 
-/// A rustls client configuration trusting only the CA in `ca_file`, with
-/// the ring provider. Session resumption is off: each simulated appliance
-/// is its own machine and must pay for its own full handshake.
-pub fn tls_config(ca_file: &Path) -> anyhow::Result<Arc<ClientConfig>> {
+/// A rustls client configuration trusting only the CA certificates in
+/// `ca_pem`, with the ring provider. Session resumption is off: each
+/// simulated appliance is its own machine and must pay for its own full
+/// handshake.
+pub fn tls_config(ca_pem: &[u8]) -> anyhow::Result<Arc<ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file)
-        .with_context(|| format!("reading CA certificates from {}", ca_file.display()))?;
-    for cert in certs {
-        let cert = cert.with_context(|| format!("parsing {}", ca_file.display()))?;
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.context("parsing the CA certificate (PEM)")?;
         roots.add(cert).context("adding the CA certificate")?;
     }
     if roots.is_empty() {
-        bail!("no certificate in {}", ca_file.display());
+        bail!("no certificate in the CA PEM");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)

@@ -10,6 +10,17 @@ use serde_json::Value;
 
 use crate::stats::{Counter, Percentiles, Stats};
 
+/// How tasks ended, as the hub accepted it (or not at all): printed
+/// always, zeros included.
+const OUTCOMES: [Counter; 6] = [
+    Counter::Succeeded,
+    Counter::Failed,
+    Counter::Rejected,
+    Counter::NeverAnswered,
+    Counter::Canceled,
+    Counter::GaveUp,
+];
+
 /// Resident memory of the simulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -140,8 +151,17 @@ impl fmt::Display for Report {
                 memory.per_appliance_bytes as f64 / 1024.0
             )?;
         }
-        writeln!(f, "outcomes")?;
-        for (name, count) in self.counts.iter().filter(|(_, n)| **n > 0) {
+        writeln!(f, "outcomes (tasks)")?;
+        for counter in OUTCOMES {
+            let count = self.counts.get(counter.name()).copied().unwrap_or(0);
+            writeln!(f, "  {:<26} {count}", counter.name())?;
+        }
+        writeln!(f, "counts")?;
+        let others = self
+            .counts
+            .iter()
+            .filter(|(name, n)| **n > 0 && !OUTCOMES.iter().any(|c| c.name() == **name));
+        for (name, count) in others {
             writeln!(f, "  {name:<26} {count}")?;
         }
         if !self.tasks_by_type.is_empty() {
@@ -174,8 +194,16 @@ mod tests {
         report.figure("timeToLastSuccessMs", 1200);
         let text = report.to_string();
         assert!(text.contains("seed 4242"));
-        assert!(text.contains("succeeded"));
-        assert!(!text.contains("rejected"), "zero counts are left out");
+        assert!(text.contains("notify -> SUCCEEDED"));
+        assert!(text.contains("connect"));
+        assert!(
+            text.contains("  rejected                   0"),
+            "outcomes always: {text}"
+        );
+        assert!(
+            !text.contains("refused_409"),
+            "other zero counts are left out"
+        );
         let json: Value = serde_json::from_str(&report.to_json())?;
         assert_eq!(json["seed"], 4242);
         assert_eq!(json["counts"]["succeeded"], 3);

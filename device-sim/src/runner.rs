@@ -21,8 +21,9 @@ use rumqttc::{
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::appliance::{Action, Appliance, Now, Offline};
+use crate::appliance::{Action, Appliance, DownloadFailure, Now, Offline};
 use crate::hub_api::HubApi;
+use crate::identity::IdentityChange;
 use crate::mqtt::{BrokerTarget, REQUEST_CHANNEL};
 use crate::stats::{Counter, Stats};
 use crate::transfer::{Checkpoint, DownloadSpec, Transfer, TransferEvent};
@@ -60,8 +61,9 @@ impl Shared {
     }
 }
 
-/// Runs one appliance until the fleet shuts down or it unregisters.
-pub async fn run(shared: Arc<Shared>, app: Appliance) {
+/// Runs appliance `index` of the fleet until the fleet shuts down or it
+/// unregisters.
+pub async fn run(shared: Arc<Shared>, index: usize, app: Appliance) {
     let options = shared.broker.options(app.identity());
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
     // rumqttc preallocates room for 100 buffered events per connection
@@ -71,6 +73,7 @@ pub async fn run(shared: Arc<Shared>, app: Appliance) {
     let jitter = app.identity().appliance_id.as_uuid().as_u128() as u64;
     let shell = Shell {
         shared,
+        index,
         client,
         eventloop,
         transfer: None,
@@ -88,10 +91,12 @@ pub async fn run(shared: Arc<Shared>, app: Appliance) {
 
 struct Shell {
     shared: Arc<Shared>,
+    index: usize,
     client: AsyncClient,
     eventloop: EventLoop,
     transfer: Option<Box<Transfer>>,
-    /// A download cut by a crash: what was received, to resume from.
+    /// A download cut by a crash or an expired link: what was received,
+    /// to resume from.
     partial: Option<(TaskId, Checkpoint)>,
     received: u64,
     offline_until: Option<Instant>,
@@ -194,14 +199,24 @@ impl Shell {
             return;
         };
         match event {
+            TransferEvent::Resumed { from } => {
+                self.received = from;
+                self.shared.stats.add(Counter::DownloadsResumed, 1);
+            }
             TransferEvent::Progress { received, total } => {
-                let delta = received.saturating_sub(self.received);
+                // Below what was counted: the server sent the whole file
+                // again instead of the range asked for.
+                let delta = received.checked_sub(self.received).unwrap_or(received);
                 self.shared.stats.add(Counter::DownloadedBytes, delta);
                 self.received = received;
                 app.on_download_progress(&task, received, total, now, out);
             }
             TransferEvent::Downloaded(result) => {
-                self.transfer = None;
+                if let Some(transfer) = self.transfer.take() {
+                    if result == Err(DownloadFailure::Expired) {
+                        self.partial = Some((task.clone(), transfer.into_checkpoint()));
+                    }
+                }
                 app.on_download_done(&task, result, now, out);
             }
             TransferEvent::Uploaded(result) => {
@@ -265,8 +280,14 @@ impl Shell {
                     let user = app.identity().appliance_id.to_string();
                     self.eventloop.mqtt_options.set_credentials(user, password);
                 }
+                let change = IdentityChange::Token(token);
+                self.shared.stats.identity_changed(self.index, change);
             }
-            Action::Forget => self.shared.stats.add(Counter::Unregistered, 1),
+            Action::Forget => {
+                self.shared.stats.add(Counter::Unregistered, 1);
+                let change = IdentityChange::Forgotten;
+                self.shared.stats.identity_changed(self.index, change);
+            }
             Action::Record(record) => self.shared.stats.record(record),
         }
     }

@@ -1,8 +1,10 @@
 //! Fleet-wide statistics: counters per outcome (atomics), gauges of
-//! connected appliances, and latency histograms (hdrhistogram: connect
-//! time, notify to accepted SUCCEEDED, and time since a reference instant
-//! such as a job's creation). Shared by every appliance of a fleet.
+//! connected appliances, latency histograms (hdrhistogram: connect time,
+//! notify to accepted SUCCEEDED, and time since a reference instant such as
+//! a job's creation), and the identity changes of the run (rotated tokens,
+//! unregistered appliances). Shared by every appliance of a fleet.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::appliance::Record;
+use crate::identity::IdentityChange;
 
 macro_rules! counters {
     ($($name:ident => $text:literal),* $(,)?) => {
@@ -38,6 +41,7 @@ counters! {
     Disconnects => "disconnects",
     Subscribed => "subscribed",
     TasksStarted => "tasks_started",
+    TasksFromNext => "tasks_from_next",
     Duplicates => "duplicates_ignored",
     NeverAnswered => "never_answered",
     Canceled => "canceled",
@@ -63,6 +67,8 @@ counters! {
     PublishDropped => "publish_dropped",
     Unregistered => "unregistered",
     DownloadedBytes => "downloaded_bytes",
+    DownloadsResumed => "downloads_resumed",
+    LinksRefreshed => "links_refreshed",
     Uploads => "uploads",
 }
 
@@ -92,6 +98,7 @@ pub struct Stats {
     task_ms: Mutex<Histogram<u64>>,
     since_reference_ms: Mutex<Histogram<u64>>,
     reference: Mutex<Option<Instant>>,
+    identities: Mutex<BTreeMap<usize, IdentityChange>>,
 }
 
 impl Default for Stats {
@@ -140,6 +147,7 @@ impl Stats {
             task_ms: histogram(),
             since_reference_ms: histogram(),
             reference: Mutex::new(None),
+            identities: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -208,6 +216,21 @@ impl Stats {
         }
     }
 
+    /// Appliance `index` of the fleet changed its identity.
+    pub fn identity_changed(&self, index: usize, change: IdentityChange) {
+        if let Ok(mut changes) = self.identities.lock() {
+            changes.insert(index, change);
+        }
+    }
+
+    /// Every identity change so far, by appliance index.
+    pub fn identity_changes(&self) -> BTreeMap<usize, IdentityChange> {
+        self.identities
+            .lock()
+            .map(|changes| changes.clone())
+            .unwrap_or_default()
+    }
+
     /// Counts what an appliance recorded.
     pub fn record(&self, record: Record) {
         match record {
@@ -232,6 +255,8 @@ impl Stats {
             Record::MetricsPosted => self.add(Counter::MetricsPosted, 1),
             Record::ChecksumMismatch => self.add(Counter::ChecksumMismatches, 1),
             Record::BadMessage => self.add(Counter::BadMessages, 1),
+            Record::FromNext => self.add(Counter::TasksFromNext, 1),
+            Record::LinkRefreshed => self.add(Counter::LinksRefreshed, 1),
         }
     }
 

@@ -6,8 +6,10 @@
 //! request in flight and the response being read live in the transfer
 //! itself. A download hashes as it reads (the file is not kept: the
 //! simulator only needs its sha256), resumes with `Range: bytes=N-` from a
-//! [`Checkpoint`] after an error or a simulated crash, and is throttled to
-//! a rate for the slow-download fault.
+//! [`Checkpoint`] after an error or a simulated crash, stops on a refused
+//! link (403: expired or altered) keeping what it received for a resume
+//! with a fresh link, and is throttled to a rate for the slow-download
+//! fault. An upload PUTs the body with its sha256 in `x-sha256`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,6 +38,12 @@ pub struct Checkpoint {
 /// What a step produced.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TransferEvent {
+    /// The server answered a ranged request with 206: the download goes on
+    /// from `from` bytes instead of starting over.
+    Resumed {
+        /// Bytes already received.
+        from: u64,
+    },
     /// More bytes of the download arrived.
     Progress {
         /// Received so far.
@@ -118,9 +126,11 @@ impl Transfer {
 
     /// An upload of `body` with PUT.
     pub fn upload(http: Client, task_id: TaskId, url: Url, body: Vec<u8>) -> Self {
+        let sha256 = hex::encode(Sha256::digest(&body));
         let request = http
             .put(url.clone())
-            .header(CONTENT_TYPE, "text/plain")
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header("x-sha256", sha256)
             .body(body.clone());
         let len = body.len() as u64;
         let sending: Pending<Result<u64, String>> = Box::pin(async move {
@@ -164,6 +174,10 @@ impl Transfer {
                     self.stage = Stage::Done;
                     return TransferEvent::Uploaded(result);
                 }
+                Stage::Start if self.checkpoint.offset == self.size && self.size > 0 => {
+                    // Everything arrived before the cut: only the check is left.
+                    return self.finished();
+                }
                 Stage::Start => {
                     self.tries += 1;
                     let mut request = self.http.get(self.url.clone());
@@ -174,15 +188,24 @@ impl Transfer {
                     self.stage = Stage::Requesting(Box::pin(request.send()));
                 }
                 Stage::Requesting(sending) => match sending.await {
-                    Ok(response) => {
-                        if let Err(why) = self.accept(&response) {
+                    Ok(response) => match self.accept(&response) {
+                        Ok(resumed) => {
+                            self.stage = Stage::Reading(response);
+                            if resumed {
+                                let from = self.checkpoint.offset;
+                                return TransferEvent::Resumed { from };
+                            }
+                        }
+                        Err(None) => {
+                            self.stage = Stage::Done;
+                            return TransferEvent::Downloaded(Err(DownloadFailure::Expired));
+                        }
+                        Err(Some(why)) => {
                             if let Some(done) = self.retry_or_fail(why) {
                                 return done;
                             }
-                        } else {
-                            self.stage = Stage::Reading(response);
                         }
-                    }
+                    },
                     Err(e) => {
                         if let Some(done) = self.retry_or_fail(e.to_string()) {
                             return done;
@@ -202,16 +225,19 @@ impl Transfer {
         }
     }
 
-    /// Checks the status of a (ranged) response; a 200 to a ranged request
-    /// means the server sent the whole file, so the checkpoint restarts.
-    fn accept(&mut self, response: &Response) -> Result<(), String> {
+    /// Checks the status of a (ranged) response: `Ok(true)` when it
+    /// resumes (206), `Ok(false)` when it sends the whole file (200: the
+    /// checkpoint restarts), `Err(None)` when the link is refused (403),
+    /// `Err(Some(why))` for anything else.
+    fn accept(&mut self, response: &Response) -> Result<bool, Option<String>> {
         match response.status() {
-            StatusCode::PARTIAL_CONTENT if self.checkpoint.offset > 0 => Ok(()),
+            StatusCode::PARTIAL_CONTENT if self.checkpoint.offset > 0 => Ok(true),
             StatusCode::OK => {
                 self.checkpoint = Checkpoint::default();
-                Ok(())
+                Ok(false)
             }
-            other => Err(format!("HTTP {other}")),
+            StatusCode::FORBIDDEN => Err(None),
+            other => Err(Some(format!("HTTP {other}"))),
         }
     }
 
@@ -242,7 +268,7 @@ impl Transfer {
             );
             return TransferEvent::Downloaded(Err(DownloadFailure::Transfer(why)));
         }
-        let digest = hex::encode(std::mem::take(&mut self.checkpoint.hasher).finalize());
+        let digest = hex::encode(self.checkpoint.hasher.clone().finalize());
         if digest == self.sha256 {
             TransferEvent::Downloaded(Ok(()))
         } else {

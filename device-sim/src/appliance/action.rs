@@ -136,4 +136,9 @@ pub enum Record {
     ChecksumMismatch,
     /// A payload from the hub could not be decoded.
     BadMessage,
+    /// A task was started from a get `$next` answer (not a notify): the
+    /// appliance caught up with a task released while it was away or busy.
+    FromNext,
+    /// A download link had expired (403) and a fresh one was fetched.
+    LinkRefreshed,
 }

@@ -14,6 +14,8 @@ pub const MAX_SERVICES: usize = 16;
 pub const MAX_SETTINGS: usize = 32;
 
 const GIB: u64 = 1 << 30;
+/// Bytes used on the data volume, whatever its size.
+const DATA_USED: u64 = 25 * GIB;
 
 /// One installed service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,10 +169,27 @@ impl Machine {
             };
             *size = size.saturating_add(volume.size);
         }
+        // The volumes' figures now, which the hub takes as they are
+        // (`result.storage`, as in a metrics post).
         let mut result = Map::new();
-        result.insert("dataBytes".into(), json!(self.data_bytes));
-        result.insert("imageBytes".into(), json!(self.image_bytes));
+        result.insert("storage".into(), json!(self.volumes()));
         Ok(result)
+    }
+
+    /// Every volume's size and use.
+    fn volumes(&self) -> Vec<VolumeMetrics> {
+        vec![
+            VolumeMetrics {
+                volume: Volume::Data,
+                total_bytes: self.data_bytes,
+                used_bytes: DATA_USED.min(self.data_bytes),
+            },
+            VolumeMetrics {
+                volume: Volume::Image,
+                total_bytes: self.image_bytes,
+                used_bytes: self.image_used().min(self.image_bytes),
+            },
+        ]
     }
 
     /// Free bytes on the image volume, where firmware and packages land.
@@ -214,18 +233,7 @@ impl Machine {
                 total_bytes: 8 * GIB,
                 used_bytes: (1 + enabled) * GIB / 2,
             },
-            storage: vec![
-                VolumeMetrics {
-                    volume: Volume::Data,
-                    total_bytes: self.data_bytes,
-                    used_bytes: self.data_bytes / 4,
-                },
-                VolumeMetrics {
-                    volume: Volume::Image,
-                    total_bytes: self.image_bytes,
-                    used_bytes: self.image_used().min(self.image_bytes),
-                },
-            ],
+            storage: self.volumes(),
         }
     }
 }
@@ -295,8 +303,9 @@ mod tests {
             size: GIB,
         }];
         assert_eq!(
-            m.extend_storage(&grow).expect("grown")["dataBytes"],
-            json!(101 * GIB)
+            m.extend_storage(&grow).expect("grown")["storage"],
+            json!([{"volume": "data", "totalBytes": 101 * GIB, "usedBytes": 25 * GIB},
+                {"volume": "image", "totalBytes": 50 * GIB, "usedBytes": GIB}])
         );
         assert_eq!(m.heartbeat(10_000).clock, 9_750);
         assert_eq!(m.metrics(10_000, 3).time, 9_750);

@@ -41,17 +41,19 @@ use protocol::{ExecutionStatus, MessageKind, ReplyCode, ReportedStatus, TaskId};
 pub use action::{Action, Behaviour, Now, Offline, Record};
 pub use machine::{Machine, Service};
 pub use seen::{Seen, SeenTasks};
-pub use transfer::{Download, DownloadFailure, Upload};
+pub use transfer::{simulated_log, Download, DownloadFailure, Upload};
 pub use updates::{FollowUp, InFlight, Report, UpdateQueue};
 
-use crate::fault::FaultRng;
+use crate::fault::Dice;
 use crate::identity::Identity;
-use task::Execution;
+use task::{Execution, TaskSource};
 
-/// A `job/get` waiting for its reply.
+/// A `job/get` waiting for its reply: `$next`, or the current task by id
+/// (for a fresh download link).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PendingGet {
     id: String,
+    target: GetTarget,
     deadline: u64,
     tries: u8,
 }
@@ -65,7 +67,7 @@ const BACKLOG: usize = 4;
 pub struct Appliance {
     identity: Identity,
     behaviour: Arc<Behaviour>,
-    rng: FaultRng,
+    dice: Dice,
     machine: Machine,
     seen: SeenTasks,
     updates: UpdateQueue,
@@ -82,21 +84,16 @@ pub struct Appliance {
 }
 
 impl Appliance {
-    /// A new appliance. `rng` decides its faults (derive it from the seed
+    /// A new appliance. `dice` decide its faults (derive them from the seed
     /// and the appliance's index); `nonce` makes its request ids and client
     /// tokens differ from those of earlier runs with the same identity.
-    pub fn new(
-        identity: Identity,
-        behaviour: Arc<Behaviour>,
-        mut rng: FaultRng,
-        nonce: u64,
-    ) -> Self {
-        let skew = rng.skew_ms(behaviour.faults.max_clock_skew);
+    pub fn new(identity: Identity, behaviour: Arc<Behaviour>, mut dice: Dice, nonce: u64) -> Self {
+        let skew = dice.appliance.skew_ms(behaviour.faults.max_clock_skew);
         let machine = Machine::new(behaviour.initial_version.clone(), skew);
         Self {
             identity,
             behaviour,
-            rng,
+            dice,
             machine,
             seen: SeenTasks::default(),
             updates: UpdateQueue::default(),
@@ -160,13 +157,20 @@ impl Appliance {
         {
             out.push(publish_update(&flight.report));
         }
-        self.send_get(now, out);
+        // Every connect asks `$next` (topics.md 6.2), unless the download
+        // of the current task waits for a fresh link: then that comes first,
+        // and `$next` follows once the task is done.
+        match self.refreshing_task() {
+            Some(task) => self.send_get(GetTarget::Task(task), now, out),
+            None => self.send_get(GetTarget::Next, now, out),
+        }
         let interval = self.behaviour.metrics_interval_ms;
         if self.next_metrics.is_none() {
-            self.next_metrics = interval.map(|i| now.mono + self.rng.below(i.max(1)));
+            self.next_metrics = interval.map(|i| now.mono + self.dice.appliance.below(i.max(1)));
         }
         self.next_churn = self
-            .rng
+            .dice
+            .appliance
             .next_churn_in(&self.behaviour.faults)
             .map(|delay| now.mono + delay);
         self.flush(now, out);
@@ -190,7 +194,7 @@ impl Appliance {
         }
         match kind {
             MessageKind::JobNotify => match decode_notify(payload) {
-                Ok(notify) => self.on_task(notify.params.task, now, out),
+                Ok(notify) => self.on_task(notify.params.task, TaskSource::Notify, now, out),
                 Err(error) => self.reject_undecodable(payload, &error, now, out),
             },
             MessageKind::JobGetReply => match decode_get_reply(payload) {
@@ -245,11 +249,13 @@ impl Appliance {
         format!("{:x}-{:x}", self.nonce, self.seq)
     }
 
-    fn send_get(&mut self, now: Now, out: &mut Vec<Action>) {
+    /// Sends a get (replacing any pending one: one at a time).
+    fn send_get(&mut self, target: GetTarget, now: Now, out: &mut Vec<Action>) {
         let id = self.next_id();
-        out.push(publish_get(&id));
+        out.push(publish_get(&id, &target));
         self.get = Some(PendingGet {
             id,
+            target,
             deadline: now.mono + self.behaviour.reply_timeout_ms,
             tries: 1,
         });
@@ -261,16 +267,40 @@ impl Appliance {
         now: Now,
         out: &mut Vec<Action>,
     ) {
-        if self.get.as_ref().is_none_or(|g| g.id != reply.id) {
+        if matches!(reply.code, ReplyCode::Throttled | ReplyCode::Internal) {
+            // Nothing was done: the same request goes again after the
+            // back-off of this try (topics.md 6.1).
+            let timeout = self.behaviour.reply_timeout_ms;
+            if let Some(get) = self.get.as_mut().filter(|g| g.id == reply.id) {
+                get.deadline = now.mono + updates::retry_delay(timeout, get.tries);
+                out.push(Action::Record(Record::Refused(reply.code)));
+            }
             return;
         }
-        self.get = None;
-        match (reply.code, reply.data) {
-            (ReplyCode::Ok, Some(GetReplyData::One { task: Some(task) })) => {
-                self.on_task(*task, now, out)
+        let Some(get) = self.get.take_if(|g| g.id == reply.id) else {
+            return;
+        };
+        let task = match (reply.code, reply.data) {
+            (ReplyCode::Ok, Some(GetReplyData::One { task })) => task.map(|t| *t),
+            (ReplyCode::Ok, _) => None,
+            (code, _) => {
+                out.push(Action::Record(Record::Refused(code)));
+                if let GetTarget::Task(id) = &get.target {
+                    // The hub no longer knows the task (404), or the request
+                    // is broken (400): no fresh link will come.
+                    let id = id.clone();
+                    self.give_up_refresh(&id, code, now, out);
+                }
+                return;
             }
-            (ReplyCode::Ok, _) => {}
-            (code, _) => out.push(Action::Record(Record::Refused(code))),
+        };
+        match (get.target, task) {
+            (GetTarget::Task(id), Some(task)) if task.task_id == id => {
+                self.on_fresh_task(task, now, out)
+            }
+            (GetTarget::Task(_), _) => {}
+            (_, Some(task)) => self.on_task(task, TaskSource::Next, now, out),
+            (_, None) => {}
         }
     }
 
@@ -339,11 +369,13 @@ impl Appliance {
             if let Some(get) = self.get.as_mut().filter(|g| g.tries < max_tries) {
                 get.tries += 1;
                 get.deadline = now.mono + updates::retry_delay(timeout, get.tries);
-                out.push(publish_get(&get.id));
+                out.push(publish_get(&get.id, &get.target));
                 out.push(Action::Record(Record::Retry));
-            } else {
-                self.get = None;
+            } else if let Some(get) = self.get.take() {
                 out.push(Action::Record(Record::GaveUp));
+                if let GetTarget::Task(id) = get.target {
+                    self.give_up_refresh(&id, ReplyCode::Internal, now, out);
+                }
             }
         }
     }
@@ -360,7 +392,7 @@ impl Appliance {
     }
 
     fn post_metrics(&mut self, now: Now, out: &mut Vec<Action>) {
-        let wobble = self.rng.below(1000);
+        let wobble = self.dice.appliance.below(1000);
         let params = self.machine.metrics(now.wall, wobble);
         let id = self.next_id();
         out.push(Action::Publish {
@@ -376,7 +408,7 @@ impl Appliance {
         }
         self.next_churn = None;
         self.connected = false;
-        let for_ms = self.rng.churn_offline_ms(&self.behaviour.faults);
+        let for_ms = self.dice.appliance.churn_offline_ms(&self.behaviour.faults);
         out.push(Action::GoOffline {
             reason: Offline::Churn,
             for_ms,
@@ -420,11 +452,11 @@ impl Appliance {
     }
 }
 
-fn publish_get(id: &str) -> Action {
+fn publish_get(id: &str, target: &GetTarget) -> Action {
     let request = Request::new(
         id,
         GetParams {
-            task_id: GetTarget::Next,
+            task_id: target.clone(),
         },
     );
     Action::Publish {

@@ -1,16 +1,16 @@
 //! Running one task of every type: accept or ignore it, report
 //! IN_PROGRESS, simulate the work (a timer, a download or an upload, see
 //! `transfer`), change the machine, report the terminal status. Faults decided by the
-//! appliance's [`crate::fault::FaultRng`] bend the path: reject, never
+//! appliance's [`crate::fault::Dice`] bend the path: reject, never
 //! answer, fail, crash mid-download, roll back after the reboot.
 
 use std::collections::BTreeMap;
 
-use protocol::message::{Task, UpdateParams};
+use protocol::message::{GetTarget, Task, UpdateParams};
 use protocol::{ExecutionStatus, JobDocument, ReportedStatus, TaskId};
 use serde_json::{json, Map, Value};
 
-use super::transfer::{download, generate_log};
+use super::transfer::{download, simulated_log};
 use super::{Action, Appliance, FollowUp, Now, Offline, Record, Report, Seen, Upload, BACKLOG};
 use crate::fault::{Outcome, TaskFate};
 
@@ -23,12 +23,24 @@ pub(super) struct Execution {
     pub(super) phase: Phase,
 }
 
+/// Where a task came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TaskSource {
+    /// A notify.
+    Notify,
+    /// The answer to get `$next`.
+    Next,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
     /// Simulated work until this time.
     Working { until: u64 },
     /// Download running (or cut by a crash, to resume on reconnect).
     Downloading { reported: u8, interrupted: bool },
+    /// Download stopped on an expired link (403): waiting for the task
+    /// again, by id, with a fresh one.
+    Refreshing { reported: u8 },
     /// Log upload running.
     Uploading,
     /// The "rebooting" report is on its way; the reboot follows it.
@@ -48,7 +60,13 @@ impl Execution {
 
 impl Appliance {
     /// A notify or a `$next` answer brought a task.
-    pub(super) fn on_task(&mut self, task: Task, now: Now, out: &mut Vec<Action>) {
+    pub(super) fn on_task(
+        &mut self,
+        task: Task,
+        source: TaskSource,
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
         let id = task.task_id.clone();
         if task.status == ExecutionStatus::Canceled {
             return self.cancel(&id, now, out);
@@ -59,9 +77,13 @@ impl Appliance {
         if let JobDocument::Heartbeat { server_time } = task.job_document {
             return self.heartbeat(&id, server_time, now, out);
         }
-        let running =
-            self.current_task() == Some(&id) || self.backlog.iter().any(|t| t.task_id == id);
-        if running {
+        if self.current_task() == Some(&id) {
+            // The task being run, again (`$next` after a reconnect): keep
+            // its fresh download link for any resume to come.
+            self.take_fresh_link(task);
+            return out.push(Action::Record(Record::Duplicate));
+        }
+        if self.backlog.iter().any(|t| t.task_id == id) {
             return out.push(Action::Record(Record::Duplicate));
         }
         match self.seen.get(&id, now.mono) {
@@ -77,6 +99,9 @@ impl Appliance {
                 }
                 return out.push(Action::Record(Record::Duplicate));
             }
+        }
+        if source == TaskSource::Next {
+            out.push(Action::Record(Record::FromNext));
         }
         if self.current.is_some() {
             if self.backlog.len() < BACKLOG {
@@ -130,7 +155,7 @@ impl Appliance {
     fn start(&mut self, task: Task, now: Now, out: &mut Vec<Action>) {
         let ttl = self.behaviour.seen_ttl_ms;
         self.seen.insert(task.task_id.clone(), now.mono + ttl);
-        let fate = self.rng.task_fate(&self.behaviour.faults);
+        let fate = self.dice.tasks.task_fate(&self.behaviour.faults);
         out.push(Action::Record(Record::TaskStarted(
             task.job_document.task_type(),
         )));
@@ -188,7 +213,7 @@ impl Appliance {
                 out.push(Action::Upload(Upload {
                     task_id: task.task_id.clone(),
                     url: upload_path.clone(),
-                    body: generate_log(&self.identity.appliance_id.to_string(), *start, *end),
+                    body: simulated_log(&self.identity.appliance_id.to_string(), *start, *end),
                 }));
                 Phase::Uploading
             }
@@ -335,7 +360,7 @@ impl Appliance {
         let terminal = report.params.status != ReportedStatus::InProgress && !heartbeat;
         let idle = self.current.is_none() && self.backlog.is_empty() && self.updates.is_idle();
         if terminal && idle && self.connected {
-            self.send_get(now, out);
+            self.send_get(GetTarget::Next, now, out);
         }
     }
 
@@ -347,7 +372,10 @@ impl Appliance {
             return before != self.backlog.len();
         }
         if let Some(exec) = self.current.take() {
-            if matches!(exec.phase, Phase::Downloading { .. } | Phase::Uploading) {
+            if matches!(
+                exec.phase,
+                Phase::Downloading { .. } | Phase::Refreshing { .. } | Phase::Uploading
+            ) {
                 out.push(Action::CancelTransfer);
             }
         }

@@ -1,9 +1,11 @@
 //! Downloads and uploads, from the decision side: what to fetch or send,
 //! progress turned into IN_PROGRESS reports, the crash fault cutting a
-//! download, and what a finished transfer means for the task. The bytes
-//! themselves move in the shell ([`crate::transfer`]).
+//! download, an expired link (403) replaced by asking for the task again
+//! (topics.md 3), and what a finished transfer means for the task. The
+//! bytes themselves move in the shell ([`crate::transfer`]).
 
-use protocol::{JobFile, TaskId};
+use protocol::message::{GetTarget, Task};
+use protocol::{JobFile, ReplyCode, TaskId};
 use serde_json::{json, Map};
 
 use super::task::{progress, Phase};
@@ -44,6 +46,9 @@ pub struct Upload {
 pub enum DownloadFailure {
     /// Complete, but the sha256 differs from the expected one.
     Checksum,
+    /// The link expired or was refused (403); what was received is kept
+    /// for a resume with a fresh link.
+    Expired,
     /// Anything else (HTTP status, network, size), after the shell's retries.
     Transfer(String),
 }
@@ -107,15 +112,14 @@ impl Appliance {
         }
         match result {
             Ok(()) => self.finish(Map::new(), now, out),
-            Err(failure) => {
-                let message = match failure {
-                    DownloadFailure::Checksum => {
-                        out.push(Action::Record(Record::ChecksumMismatch));
-                        "sha256 of the download does not match".to_owned()
-                    }
-                    DownloadFailure::Transfer(why) => format!("download failed: {why}"),
-                };
+            Err(DownloadFailure::Expired) => self.refresh_link(now, out),
+            Err(DownloadFailure::Checksum) => {
+                out.push(Action::Record(Record::ChecksumMismatch));
+                let message = "sha256 of the download does not match".to_owned();
                 self.fail_current(message, now, out);
+            }
+            Err(DownloadFailure::Transfer(why)) => {
+                self.fail_current(format!("download failed: {why}"), now, out)
             }
         }
         self.flush(now, out);
@@ -144,6 +148,89 @@ impl Appliance {
     }
 }
 
+impl Appliance {
+    /// The current download's link expired: ask for the task by id (now,
+    /// or when connected again) and resume with the fresh link.
+    fn refresh_link(&mut self, now: Now, out: &mut Vec<Action>) {
+        let Some(exec) = self.current.as_mut() else {
+            return;
+        };
+        let reported = match exec.phase {
+            Phase::Downloading { reported, .. } => reported,
+            _ => return,
+        };
+        exec.phase = Phase::Refreshing { reported };
+        let task = exec.task.task_id.clone();
+        if self.connected {
+            self.send_get(GetTarget::Task(task), now, out);
+        }
+    }
+
+    /// The task whose download waits for a fresh link, if any.
+    pub(super) fn refreshing_task(&self) -> Option<TaskId> {
+        self.current
+            .as_ref()
+            .filter(|e| matches!(e.phase, Phase::Refreshing { .. }))
+            .map(|e| e.task.task_id.clone())
+    }
+
+    /// Keeps the download link of `task` (the current task, shown again).
+    pub(super) fn take_fresh_link(&mut self, task: Task) {
+        let exec = self
+            .current
+            .as_mut()
+            .filter(|e| e.task.task_id == task.task_id);
+        if let (Some(exec), Some(file)) = (exec, task.job_file) {
+            exec.task.job_file = Some(file);
+        }
+    }
+
+    /// The answer to the get by id of the current task: resume the
+    /// download with its fresh link, or stop if the hub has finished it.
+    pub(super) fn on_fresh_task(&mut self, task: Task, now: Now, out: &mut Vec<Action>) {
+        if task.status.is_terminal() {
+            self.abandon(&task.task_id, now, out);
+            return;
+        }
+        let id = task.task_id.clone();
+        self.take_fresh_link(task);
+        let Some(exec) = self.current.as_mut().filter(|e| e.task.task_id == id) else {
+            return;
+        };
+        let Phase::Refreshing { reported } = exec.phase else {
+            return;
+        };
+        let Some(file) = &exec.task.job_file else {
+            return self.fail_current("no download link for the task".into(), now, out);
+        };
+        out.push(Action::Download(download(&id, file, &exec.fate, true)));
+        exec.phase = Phase::Downloading {
+            reported,
+            interrupted: false,
+        };
+        out.push(Action::Record(Record::LinkRefreshed));
+    }
+
+    /// No fresh link came (`code`): 404 means the hub forgot the task,
+    /// anything else fails it.
+    pub(super) fn give_up_refresh(
+        &mut self,
+        task: &TaskId,
+        code: ReplyCode,
+        now: Now,
+        out: &mut Vec<Action>,
+    ) {
+        if self.refreshing_task().as_ref() != Some(task) {
+            return;
+        }
+        if code == ReplyCode::NotFound {
+            self.abandon(task, now, out);
+        } else {
+            self.fail_current("download link expired, no fresh one".into(), now, out);
+        }
+    }
+}
+
 pub(super) fn download(task: &TaskId, file: &JobFile, fate: &TaskFate, resume: bool) -> Download {
     Download {
         task_id: task.clone(),
@@ -155,8 +242,9 @@ pub(super) fn download(task: &TaskId, file: &JobFile, fate: &TaskFate, resume: b
     }
 }
 
-/// A deterministic log of the requested period: 64 lines, about 5 KiB.
-pub(super) fn generate_log(appliance: &str, start: i64, end: i64) -> Vec<u8> {
+/// The log an appliance uploads for collectLog: deterministic for its id
+/// and the requested period, 64 lines, about 5 KiB.
+pub fn simulated_log(appliance: &str, start: i64, end: i64) -> Vec<u8> {
     const LINES: i64 = 64;
     let step = (end - start) / LINES;
     let mut log = String::with_capacity(90 * LINES as usize);

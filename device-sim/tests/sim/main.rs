@@ -6,4 +6,5 @@
 mod bench;
 mod support;
 mod task_flow;
+mod transfer;
 mod upgrade;

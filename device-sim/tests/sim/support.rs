@@ -225,7 +225,8 @@ struct Files {
     log: Arc<FileLog>,
 }
 
-/// Serves `image` at `/files/fw.img` (with Range) and accepts PUT on
+/// Serves `image` at `/files/fw.img` (with Range), answers 403 (an
+/// expired link) at `/files/expired.img` and accepts PUT on
 /// `/upload/{name}`; returns the base URL and what it saw.
 pub async fn file_server(image: Vec<u8>) -> anyhow::Result<(String, Arc<FileLog>)> {
     let log = Arc::new(FileLog::default());
@@ -235,6 +236,10 @@ pub async fn file_server(image: Vec<u8>) -> anyhow::Result<(String, Arc<FileLog>
     };
     let app = Router::new()
         .route("/files/fw.img", get(serve_image))
+        .route(
+            "/files/expired.img",
+            get(|| async { StatusCode::FORBIDDEN }),
+        )
         .route("/upload/{name}", put(take_upload))
         .with_state(files);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

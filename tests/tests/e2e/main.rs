@@ -12,6 +12,7 @@ mod rest_flow;
 mod rest_inputs;
 mod rest_refusals;
 mod rollout;
+mod sim;
 mod tags;
 mod ui_logs;
 mod upgrade;

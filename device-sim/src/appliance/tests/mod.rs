@@ -3,6 +3,7 @@
 //! after reboots) with a fake clock, and the tests read the actions.
 
 mod faults;
+mod links;
 mod reliability;
 mod tasks;
 
@@ -35,8 +36,8 @@ impl Harness {
             token: "secret".into(),
             product_key: Default::default(),
         };
-        let rng = FaultRng::for_appliance(seed, index);
-        let app = Appliance::new(identity, Arc::new(behaviour), rng, 0xabc);
+        let dice = crate::fault::Dice::new(seed, index);
+        let app = Appliance::new(identity, Arc::new(behaviour), dice, 0xabc);
         Self {
             app,
             now: Now {
