@@ -107,8 +107,12 @@ async fn crash_rollback_and_slow_download_during_an_upgrade() -> anyhow::Result<
     let dir = tempfile::tempdir()?;
     let hub = TestHub::start(dir.path()).await?;
     let sha = publish_firmware(&hub, "3.2.0.0", NEW_VERSION, image(SIZE, 7)).await?;
+    // Throttled, so that the crash always cuts a transfer in flight (on
+    // loopback a whole 2 MiB image can arrive before the cut is acted on).
     let crash = FaultConfig {
         crash_rate: 1.0,
+        slow_download_rate: 1.0,
+        slow_download_bytes_per_sec: SLOW,
         ..FaultConfig::default()
     };
     let rollback = FaultConfig {
