@@ -89,15 +89,20 @@ async fn fail_reject_and_never_answer_rates_give_what_the_seed_decides() -> anyh
     Ok(())
 }
 
-/// Registers one appliance and starts it with `faults`.
+/// Registers one appliance (of a customer of its own) and starts it with
+/// `faults`.
 async fn one(
     hub: &TestHub,
     faults: FaultConfig,
     seed: u64,
-) -> anyhow::Result<(device_sim::fleet::Fleet, ApplianceId)> {
-    let (_, identities) = registered(hub, 1).await?;
+) -> anyhow::Result<(device_sim::fleet::Fleet, ApplianceId, String)> {
+    let (customer, identities) = registered(hub, 1).await?;
     let fleet = start(hub, &identities, behaviour(faults), seed).await?;
-    Ok((fleet, identities.appliances[0].appliance_id))
+    Ok((
+        fleet,
+        identities.appliances[0].appliance_id,
+        customer.customer_id,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,9 +129,9 @@ async fn crash_rollback_and_slow_download_during_an_upgrade() -> anyhow::Result<
         slow_download_bytes_per_sec: SLOW,
         ..FaultConfig::default()
     };
-    let (crashing, a) = one(&hub, crash, 21).await?;
-    let (rolling, b) = one(&hub, rollback, 22).await?;
-    let (slowed, c) = one(&hub, slow, 23).await?;
+    let (crashing, a, _) = one(&hub, crash, 21).await?;
+    let (rolling, b, b_customer) = one(&hub, rollback, 22).await?;
+    let (slowed, c, _) = one(&hub, slow, 23).await?;
 
     let document = json!({"taskType": "upgradeAppliance", "targetVersion": NEW_VERSION,
         "firmwarePath": "fw/3.2.0.0.img", "firmwareSha256": sha});
@@ -148,6 +153,17 @@ async fn crash_rollback_and_slow_download_during_an_upgrade() -> anyhow::Result<
     let rolled = &shown[&b.to_string()];
     assert_eq!(rolled["status"], "FAILED", "{rolled}");
     assert_eq!(rolled["result"]["version"], OLD_VERSION, "{rolled}");
+    assert_eq!(rolled["errorMessage"], "rolled back", "{rolled}");
+    let record = hub
+        .hub()
+        .store()
+        .customer_appliance(b_customer.parse()?, b)
+        .await?
+        .expect("the appliance of its customer");
+    assert!(
+        record.rolled_back,
+        "a rollback marks the appliance rolled back"
+    );
     let stats = rolling.stop().await;
     assert_eq!(
         (stats.get(Counter::Rollbacks), stats.get(Counter::Reboots)),
@@ -175,13 +191,13 @@ async fn churn_catches_up_through_next_and_skew_shows_in_heartbeats() -> anyhow:
         churn_max_offline: Duration::from_secs(4),
         ..FaultConfig::default()
     };
-    let (churning, a) = one(&hub, churn, 31).await?;
+    let (churning, a, _) = one(&hub, churn, 31).await?;
     let max_skew = Duration::from_secs(3600);
     let skew = FaultConfig {
         max_clock_skew: max_skew,
         ..FaultConfig::default()
     };
-    let (skewed, b) = one(&hub, skew, 32).await?;
+    let (skewed, b, _) = one(&hub, skew, 32).await?;
 
     // A job released while the appliance is away (the edge keeps no
     // offline session: its notify is lost) is found with `$next`.
