@@ -255,7 +255,7 @@ impl HubProcess {
             let Some(line) = lines.next() else {
                 bail!("the hub exited before listening");
             };
-            let line = strip_ansi(&line?);
+            let line = line?;
             if let Some(rest) = line.split("http_addr=").nth(1) {
                 if line.contains("REST API listening") {
                     break rest
@@ -310,23 +310,6 @@ impl Drop for HubProcess {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {

@@ -59,6 +59,9 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,rumqttd=off".into()),
         )
+        // Colours only for a person at a terminal, never in a log file or
+        // a pipe that another program reads.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -34,23 +34,6 @@ pub fn private_binary(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(copy)
 }
 
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn field(line: &str, name: &str) -> Option<SocketAddr> {
     let start = line.find(&format!("{name}="))? + name.len() + 1;
     line[start..].split_whitespace().next()?.parse().ok()
@@ -82,7 +65,6 @@ impl HubProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let line = strip_ansi(&line);
                 let found = if line.contains("REST API listening") {
                     field(&line, "http_addr").map(|a| ("http", a))
                 } else if line.contains("device MQTT over TLS listening") {
