@@ -1,7 +1,8 @@
 //! The auto-upgrade duty, every 10 minutes: the ONLINE appliances whose
 //! scheduled update comes within the next hour (in their own time zone),
-//! that are not on the latest enabled version, not marked rolled back and
-//! not upgrading already, get upgraded: one upgradeAppliance job per
+//! that are neither on the latest enabled version nor on a newer one, not
+//! marked rolled back, not upgrading already and whose upgrade to that
+//! version has not failed before, get upgraded: one upgradeAppliance job per
 //! customer, half of them first and the rest once that half succeeded. The
 //! rollout duty of the same pass releases the first half.
 

@@ -7,7 +7,7 @@
 
 use std::sync::LazyLock;
 
-use protocol::{ApplianceId, JobDocument, TaskId, TaskType};
+use protocol::{ApplianceId, ExecutionStatus, JobDocument, TaskId, TaskType};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::catalog::latest_version;
@@ -40,16 +40,30 @@ pub struct AutoUpgradeCandidate {
 
 /// The conditions of a candidate, on appliance `a`, with `?1` the latest
 /// display version: ONLINE, an update day set, not marked rolled back, not
-/// on the latest version, and no upgradeAppliance execution open.
+/// on the latest version nor on a published version above it, no
+/// upgradeAppliance execution open, and no upgrade to that same version
+/// that already ended FAILED, REJECTED or TIMED_OUT on it (the hub does not
+/// retry a failed upgrade on its own; an operator can, from `/ui/`).
 static ELIGIBLE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "a.status = '{online}' AND a.rolled_back = 0 \
          AND json_extract(a.settings, '$.scheduleUpdateDay') IS NOT NULL \
          AND (a.version IS NULL OR a.version <> ?1) \
+         AND NOT EXISTS (SELECT 1 FROM appliance_versions v, appliance_versions l \
+             WHERE v.display_version = a.version AND l.display_version = ?1 AND l.enabled = 1 \
+             AND (v.major, v.minor, v.revision, v.build) > (l.major, l.minor, l.revision, l.build)) \
          AND NOT EXISTS (SELECT 1 FROM executions e JOIN jobs j ON j.id = e.job_id \
-             WHERE e.appliance_id = a.id AND {open} AND j.task_type = '{upgrade}')",
+             WHERE e.appliance_id = a.id AND {open} AND j.task_type = '{upgrade}') \
+         AND NOT EXISTS (SELECT 1 FROM executions e JOIN jobs j ON j.id = e.job_id \
+             JOIN job_documents d ON d.job_id = e.job_id \
+             WHERE e.appliance_id = a.id AND {failed} AND j.task_type = '{upgrade}' \
+             AND json_extract(d.document, '$.targetVersion') = ?1)",
         online = ApplianceStatus::Online.as_str(),
         open = status_one_of("e.status", |s| !s.is_terminal()),
+        failed = status_one_of("e.status", |s| matches!(
+            s,
+            ExecutionStatus::Failed | ExecutionStatus::Rejected | ExecutionStatus::TimedOut
+        )),
         upgrade = TaskType::UpgradeAppliance.as_str(),
     )
 });

@@ -2,8 +2,8 @@
 //! update schedule (their own day, time and time zone) comes within the
 //! hour are upgraded to the latest published version, one job per
 //! customer, half first and the rest once the first half succeeded; those
-//! not due, already on the latest version, rolled back or offline are
-//! left alone.
+//! not due, already on the latest version or a newer one, rolled back,
+//! offline or whose upgrade to that version failed before are left alone.
 
 use hub::clock::ManualClock;
 use hub::config::ServeArgs;
@@ -161,6 +161,11 @@ async fn appliances_due_within_the_hour_are_upgraded_half_first() -> anyhow::Res
     };
     let hub = TestHub::start_with(dir.path(), options).await?;
     publish_firmware(&hub, "3.2.0.0").await?;
+    publish_firmware(&hub, "3.3.0.0").await?;
+    let (status, answer) = hub
+        .post("/api/v1/appliance-versions/3.3.0.0/disable", &json!({}))
+        .await?;
+    anyhow::ensure!(status == 200, "disabling answered {status}: {answer}");
     let acme = hub.customer("ACME").await?;
     let globex = hub.customer("Globex").await?;
 
@@ -189,6 +194,9 @@ async fn appliances_due_within_the_hour_are_upgraded_half_first() -> anyhow::Res
         spec("latest", "3.2", ("monday", "02:00", "UTC")),
         spec("rolled-back", "3.1.4", ("monday", "02:00", "UTC")),
         spec("offline", "3.1.4", ("monday", "02:00", "UTC")),
+        spec("failed-before", "3.1.4", ("monday", "02:00", "UTC")),
+        // Runs 3.3, published and then disabled: never downgraded.
+        spec("newer", "3.3", ("monday", "02:00", "UTC")),
     ];
     let mut due_now = Vec::new();
     for spec in &due {
@@ -218,6 +226,19 @@ async fn appliances_due_within_the_hour_are_upgraded_half_first() -> anyhow::Res
     let seen = hub.liveness(rolled.id).await?;
     assert_eq!(seen["version"], "3.1.4", "{seen}");
     left_alone.insert(3, rolled);
+
+    // "failed-before": a manual upgrade to 3.2 failed before its reboot.
+    let mut failed = left_alone.remove(5);
+    let path = format!("/ui/appliances/{}/upgrade/", failed.id);
+    let (code, answer) = hub
+        .call(Method::POST, &path, Some(&acme.api_key), None)
+        .await?;
+    anyhow::ensure!(code == 202, "{answer}");
+    let task = failed.link.notify().await?.params.task;
+    let report = json!({"taskId": task.task_id, "status": "FAILED",
+        "statusDetails": {"reason": "checksum mismatch"}});
+    assert_eq!(failed.link.update(report).await?.code, ReplyCode::Ok);
+    left_alone.insert(5, failed);
 
     // "offline" disconnects.
     let offline = left_alone.remove(4);
