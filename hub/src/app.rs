@@ -291,11 +291,30 @@ fn registration_settings(
     let tokens =
         RegisterTokens::load_or_create(&config.data_dir, config.register_token_lifetime_ms)
             .map_err(io("reading the register token secret"))?;
-    let ca_path = config.certs_dir.join("ca.pem");
-    let ca_cert = match std::fs::read_to_string(&ca_path) {
-        Ok(pem) => Some(pem),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-        Err(err) => return Err(io(format!("reading {}", ca_path.display()))(err)),
+    let ca_cert = match &config.tls_files {
+        Some(files) => match &files.registration_ca {
+            Some(path) => {
+                let what = format!("reading --registration-ca {}", path.display());
+                let pem = std::fs::read_to_string(path).map_err(io(what.clone()))?;
+                if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                    let not_pem = std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "no PEM certificate in the file",
+                    );
+                    return Err(io(what)(not_pem));
+                }
+                Some(pem)
+            }
+            None => None,
+        },
+        None => {
+            let ca_path = config.certs_dir.join("ca.pem");
+            match std::fs::read_to_string(&ca_path) {
+                Ok(pem) => Some(pem),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+                Err(err) => return Err(io(format!("reading {}", ca_path.display()))(err)),
+            }
+        }
     };
     let iot_port = edge
         .and_then(EdgeHandle::mqtts_addr)
@@ -381,17 +400,28 @@ async fn start_edge(
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<EdgeHandle, HubError> {
-    let certs = broker::certs::ensure_dev_certs(
-        &config.certs_dir,
-        std::slice::from_ref(&config.public_host),
-    )?;
-    let edge_config = EdgeConfig {
-        mqtts: Some(TlsListener {
+    let listener = match &config.tls_files {
+        Some(files) => TlsListener {
             addr: config.mqtts_addr,
-            cert_chain: certs.server_cert,
-            private_key: certs.server_key,
-            client_ca: Some(certs.ca_cert),
-        }),
+            cert_chain: files.cert_chain.clone(),
+            private_key: files.private_key.clone(),
+            client_ca: files.client_ca.clone(),
+        },
+        None => {
+            let certs = broker::certs::ensure_dev_certs(
+                &config.certs_dir,
+                std::slice::from_ref(&config.public_host),
+            )?;
+            TlsListener {
+                addr: config.mqtts_addr,
+                cert_chain: certs.server_cert,
+                private_key: certs.server_key,
+                client_ca: Some(certs.ca_cert),
+            }
+        }
+    };
+    let edge_config = EdgeConfig {
+        mqtts: Some(listener),
         mqtt_addr: config.mqtt_addr,
         auth_mode: match config.device_auth {
             DeviceAuth::Token => AuthMode::Token,

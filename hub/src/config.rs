@@ -15,6 +15,10 @@ use crate::credentials::TokenPolicy;
 use crate::presence::HeartbeatPolicy;
 use crate::store::Synchronous;
 
+mod tls;
+
+pub use tls::TlsFiles;
+
 /// Longest heartbeat interval accepted: one day.
 const MAX_HEARTBEAT_INTERVAL_SECS: u64 = 24 * 3600;
 /// Longest token lifetime accepted: ten years.
@@ -66,9 +70,26 @@ pub struct ServeArgs {
     /// Where the database and the admin token live [default: ./data].
     #[arg(long, env = "HUB_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Where the CA and server certificate live [default: ./certs/dev].
+    /// Where the dev CA and server certificate live, created when missing
+    /// [default: ./certs/dev]; unused with --tls-cert.
     #[arg(long, env = "HUB_CERTS_DIR")]
     pub certs_dir: Option<PathBuf>,
+    /// The device edge's own certificate chain (PEM, leaf first), in place
+    /// of the dev certificates; needs --tls-key. Never modified.
+    #[arg(long, env = "HUB_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM: PKCS#8, SEC1 or PKCS#1).
+    #[arg(long, env = "HUB_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// With --tls-cert: CA certificates (PEM) that sign appliances' client
+    /// certificates, for --device-auth certificate or either.
+    #[arg(long, env = "HUB_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// With --tls-cert: the CA certificate (PEM) `POST /va/register/` hands
+    /// to appliances as `caCert` [default: none, appliances verify the edge
+    /// with the roots they have].
+    #[arg(long, env = "HUB_REGISTRATION_CA")]
+    pub registration_ca: Option<PathBuf>,
     /// External MQTT broker (`mqtt://host:port`); the embedded one otherwise.
     #[arg(long, env = "HUB_BROKER_URL")]
     pub broker_url: Option<String>,
@@ -146,8 +167,11 @@ pub struct Config {
     pub mqtt_addr: Option<SocketAddr>,
     /// Database, admin token.
     pub data_dir: PathBuf,
-    /// CA and server certificate.
+    /// Dev CA and server certificate (when `tls_files` is None).
     pub certs_dir: PathBuf,
+    /// The operator's TLS files for the device edge; None: the dev
+    /// certificates of `certs_dir`, created when missing.
+    pub tls_files: Option<TlsFiles>,
     /// External broker, or `None` for the embedded one.
     pub broker: Option<ExternalBroker>,
     /// Shared subscription group.
@@ -326,6 +350,15 @@ impl Config {
                 ))
             }
         };
+        let tls_files = tls::tls_files(
+            tls::Given {
+                cert: first.tls_cert.or(file.tls_cert),
+                key: first.tls_key.or(file.tls_key),
+                client_ca: first.client_ca.or(file.client_ca),
+                registration_ca: first.registration_ca.or(file.registration_ca),
+            },
+            device_auth,
+        )?;
         let public_url = pick(first.public_url, file.public_url)
             .map(|url| check_public_url(&url))
             .transpose()?;
@@ -395,6 +428,7 @@ impl Config {
                 .certs_dir
                 .or(file.certs_dir)
                 .unwrap_or_else(|| Path::new("certs").join("dev")),
+            tls_files,
             broker,
             share_group,
             client_id: pick(first.client_id, file.client_id)
@@ -530,6 +564,7 @@ mod tests {
         assert!(config.broker.is_none());
         assert_eq!(config.data_dir, PathBuf::from("data"));
         assert_eq!(config.certs_dir, Path::new("certs").join("dev"));
+        assert_eq!(config.tls_files, None);
         assert_eq!(config.synchronous, Synchronous::Full);
         assert_eq!(config.heartbeat.interval_ms, 300_000);
         assert_eq!(config.tokens.lifetime_ms, 60 * DAY_MS);

@@ -1,12 +1,14 @@
 //! Appliances through the device edge, over TLS with their tokens: jobs
 //! work, presence is recorded, and an appliance cannot act for another.
 
+use anyhow::Context;
+use hub::config::ServeArgs;
 use hub::model::ApplianceStatus;
 use protocol::{ExecutionStatus, MessageKind, ReplyCode};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet};
 use serde_json::json;
 use tests::appliance::{tls_options, Identity};
-use tests::{wait_until, within, TestHub};
+use tests::{wait_until, within, HubOptions, TestAppliance, TestHub};
 
 async fn status_of(hub: &TestHub, identity: &Identity) -> anyhow::Result<ApplianceStatus> {
     let credentials = hub
@@ -165,6 +167,48 @@ async fn a_task_released_while_offline_comes_through_next_on_reconnect() -> anyh
         .await?;
     assert_eq!(reply.code, ReplyCode::Ok, "{}", reply.message);
     assert_eq!(hub.job(&job_id).await?["counts"]["SUCCEEDED"], 1);
+    hub.stop().await;
+    Ok(())
+}
+
+/// The operator's own certificate files replace the dev ones: the hub
+/// creates no dev certificate, registration hands out the operator's CA,
+/// an appliance trusting it connects and one trusting another CA cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_certificates_replace_the_dev_ones() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // The operator's PKI (made with the dev tooling, in a directory of its own).
+    let operator = broker::certs::ensure_dev_certs(&dir.path().join("pki"), &[])?;
+    let options = HubOptions {
+        args: ServeArgs {
+            tls_cert: Some(operator.server_cert.clone()),
+            tls_key: Some(operator.server_key.clone()),
+            registration_ca: Some(operator.ca_cert.clone()),
+            ..ServeArgs::default()
+        },
+        ..HubOptions::default()
+    };
+    let data = dir.path().join("data");
+    let hub = TestHub::start_with(&data, options).await?;
+    assert!(!data.join("certs").exists(), "no dev certificate created");
+
+    let customer = hub.customer("ACME").await?;
+    let registered = crate::rest_flow::register(&hub, &customer).await?;
+    let operator_ca = std::fs::read_to_string(&operator.ca_cert)?;
+    assert_eq!(registered["caCert"].as_str(), Some(operator_ca.as_str()));
+    let mut appliance = crate::rest_flow::connect(&hub, &registered).await?;
+    let reply = appliance.get("$next").await?;
+    assert_eq!(reply.code, ReplyCode::Ok, "{}", reply.message);
+
+    let other = broker::certs::ensure_dev_certs(&dir.path().join("other"), &[])?;
+    let identity: Identity = serde_json::from_value(registered)?;
+    let addr = hub.hub().mqtts_addr().context("device edge")?;
+    let other_ca = std::fs::read(&other.ca_cert)?;
+    let untrusted = TestAppliance::connect_tls(&identity, addr, &other_ca).await;
+    assert!(
+        untrusted.is_err(),
+        "an appliance trusting another CA must not connect"
+    );
     hub.stop().await;
     Ok(())
 }
