@@ -16,7 +16,8 @@ use crate::mqtt::outbox::Outbox;
 use crate::rollout::{JobPolicy, PolicyError, Targets};
 use crate::scheduler::SchedulerHandle;
 use crate::store::{
-    downloads, NewJob, Store, StoreError, TaskCreated, TaskRequest, UPLOAD_PATH_PLACEHOLDER,
+    downloads, GateOpening, NewJob, Store, StoreError, TaskCreated, TaskRequest,
+    UPLOAD_PATH_PLACEHOLDER,
 };
 
 /// Most appliances one job may target by id.
@@ -55,6 +56,9 @@ pub enum JobError {
     /// No such job.
     #[error("unknown job")]
     NotFound,
+    /// The job is not waiting at a stage gate.
+    #[error("the job's rollout is {0}, not STAGE_GATED with a group left to open")]
+    NotGated(crate::model::RolloutPhase),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -236,5 +240,19 @@ impl JobService {
             .ok_or(JobError::NotFound)?;
         self.outbox.send(notifications).await;
         Ok(())
+    }
+
+    /// Opens the next staged group of a job waiting at its stage gate (see
+    /// [`Store::open_next_group`]) and wakes the scheduler, which releases
+    /// it; returns the group opened.
+    pub async fn open_next_group(&self, job_id: JobId) -> Result<u32, JobError> {
+        match self.store.open_next_group(job_id, self.clock.now()).await? {
+            GateOpening::UnknownJob => Err(JobError::NotFound),
+            GateOpening::NotGated(phase) => Err(JobError::NotGated(phase)),
+            GateOpening::Opened(group) => {
+                self.scheduler.wake();
+                Ok(group)
+            }
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! `/api/v1/jobs`: create a job, read its summary and its executions, and
-//! cancel it. Operators (admin token) act on any appliance; a customer
+//! `/api/v1/jobs`: create a job, read its summary and its executions,
+//! resume it past a stage gate, and cancel it. Operators (admin token) act on any appliance; a customer
 //! (its api key) on its own appliances and jobs only.
 //!
 //! A job is created with its targets (`{"applianceIds": [...]}`,
@@ -37,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/jobs/{id}", get(summary))
         .route("/api/v1/jobs/{id}/executions", get(executions))
         .route("/api/v1/jobs/{id}/cancel", post(cancel))
+        .route("/api/v1/jobs/{id}/resume", post(resume))
 }
 
 /// `POST /api/v1/jobs` body.
@@ -168,6 +169,7 @@ pub(crate) fn job_error(err: JobError) -> ApiError {
         err @ JobError::UnknownTag(_) => ApiError::bad_request("unknown tag", err),
         JobError::InvalidPolicy(cause) => ApiError::bad_request("invalid job policy", cause),
         JobError::NotFound => ApiError::NotFound("unknown job"),
+        err @ JobError::NotGated(_) => ApiError::Conflict(err.to_string()),
         JobError::Store(err) => err.into(),
     }
 }
@@ -316,6 +318,31 @@ async fn cancel(
     state
         .jobs
         .cancel(job_id, query.force)
+        .await
+        .map_err(job_error)?;
+    let summary = visible(&state, &caller, job_id).await?;
+    job_view(&state, summary).await
+}
+
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/resume", tag = "operators",
+    params(("id" = String, Path)), security(("admin" = []), ("apiKey" = [])),
+    description = "Opens the next staged group of a job waiting at its stage gate \
+        (`rollout.phase` STAGE_GATED), whatever the success of the groups released so far; \
+        it is released at the job's rate and within its window. 409 when the job is not \
+        waiting at a gate.",
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn resume(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<JobView>, ApiError> {
+    let job_id = job_id(&id)?;
+    visible(&state, &caller, job_id).await?;
+    state
+        .jobs
+        .open_next_group(job_id)
         .await
         .map_err(job_error)?;
     let summary = visible(&state, &caller, job_id).await?;

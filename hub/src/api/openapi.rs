@@ -24,7 +24,7 @@ pub const DOCS_PATH: &str = "/docs";
         appliance token)."),
     paths(
         health::healthz, metrics::metrics,
-        jobs::create, jobs::summary, jobs::executions, jobs::cancel,
+        jobs::create, jobs::summary, jobs::executions, jobs::cancel, jobs::resume,
         appliances::provision, liveness::liveness,
         customers::create, customers::list,
         artifacts::upload, artifacts::list, artifacts::register_external, artifacts::one,

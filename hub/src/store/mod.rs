@@ -85,7 +85,7 @@ pub use heartbeats::{ApplianceLiveness, HeartbeatBatch};
 pub use links::{downloads, TaskLinks, UPLOAD_PATH_PLACEHOLDER};
 pub use logs::{accepts_upload, LogRecorded, LogTask, LogUpload};
 pub use rollout_view::RolloutView;
-pub use rollouts::{RolloutStep, TargetSelector};
+pub use rollouts::{GateOpening, RolloutStep, TargetSelector};
 pub use telemetry::{MAX_SAMPLES, RETENTION_MS};
 pub use tokens::{RenewalsSettled, TOKEN_FIELD};
 pub use types::{

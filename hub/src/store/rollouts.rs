@@ -56,6 +56,17 @@ pub struct RolloutStep {
     pub active: bool,
 }
 
+/// What [`Store::open_next_group`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateOpening {
+    /// No such job.
+    UnknownJob,
+    /// The job is not waiting at a stage gate: nothing changed.
+    NotGated(RolloutPhase),
+    /// This group (0-based) is open.
+    Opened(u32),
+}
+
 /// One job's rollout, loaded in the write transaction.
 pub(crate) struct Rollout {
     pub(crate) job: JobId,
@@ -122,6 +133,16 @@ impl Store {
         policy: JobPolicy,
     ) -> Result<Option<JobCreated>, StoreError> {
         self.write(move |ctx| create(ctx, job, &targets, &policy))
+            .await
+    }
+
+    /// Opens the next staged group of a job waiting at its stage gate
+    /// (phase STAGE_GATED), whatever the success of the released ones: the
+    /// operator's decision to go on. The scheduler's next pass releases
+    /// the group, at the job's rate and within its window; the gate of the
+    /// group after it is checked as usual.
+    pub async fn open_next_group(&self, job: JobId, now: i64) -> Result<GateOpening, StoreError> {
+        self.write(move |ctx| open_next_group(ctx.conn(), job, now))
             .await
     }
 
@@ -469,4 +490,35 @@ fn advance(
         wake_at: if more_now { Some(now) } else { wake_at },
         active,
     })
+}
+
+fn open_next_group(conn: &Connection, job: JobId, now: i64) -> Result<GateOpening, StoreError> {
+    let Some(mut r) = load(conn, job)? else {
+        return Ok(GateOpening::UnknownJob);
+    };
+    let phase: RolloutPhase = {
+        let mut statement =
+            conn.prepare_cached("SELECT phase FROM job_rollouts WHERE job_id = ?1")?;
+        let mut rows = statement.query([job.to_string()])?;
+        match rows.next()? {
+            Some(row) => parsed(row, 0, "job_rollouts.phase")?,
+            None => return Ok(GateOpening::UnknownJob),
+        }
+    };
+    let last = u32::try_from(r.policy.rollout.groups.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    if r.status != JobStatus::InProgress
+        || phase != RolloutPhase::StageGated
+        || r.state.group >= last
+    {
+        return Ok(GateOpening::NotGated(phase));
+    }
+    r.state.group += 1;
+    let outcome = Outcome {
+        phase: RolloutPhase::Releasing,
+        active: true,
+        wake_at: Some(now),
+        abort_reason: None,
+    };
+    save(conn, &r, &outcome, now)?;
+    Ok(GateOpening::Opened(r.state.group))
 }

@@ -47,6 +47,25 @@ async fn job_when(
     hub.job(job).await
 }
 
+/// A job for `appliances` in two groups of 50 %, the second opening only
+/// once every execution of the first succeeded; returns its id and its
+/// summary once the first group is released and the job waits at the gate.
+async fn staged_job(
+    hub: &TestHub,
+    appliances: &[TestAppliance],
+) -> anyhow::Result<(String, Value)> {
+    let policy = json!({"rollout": {"groups": [50, 50], "successThresholdPercent": 100}});
+    let job = hub
+        .create_job_body(&job_body(&ids(appliances), policy))
+        .await?;
+    let gated = job_when(hub, &job, "the first group gated", |j| {
+        hub.wake();
+        j["rollout"]["phase"] == "STAGE_GATED"
+    })
+    .await?;
+    Ok((job, gated))
+}
+
 /// The appliance's released task, through `$next` (None when it has none).
 async fn next_task(appliance: &mut TestAppliance) -> anyhow::Result<Option<Box<Task>>> {
     let reply = appliance.get("$next").await?;
@@ -113,15 +132,7 @@ async fn the_second_group_starts_once_the_first_succeeded() -> anyhow::Result<()
     let dir = tempfile::tempdir()?;
     let hub = TestHub::start_manual(dir.path(), T0).await?;
     let mut appliances = fleet(&hub, 4).await?;
-    let policy = json!({"rollout": {"groups": [50, 50], "successThresholdPercent": 100}});
-    let job = hub
-        .create_job_body(&job_body(&ids(&appliances), policy))
-        .await?;
-    let gated = job_when(&hub, &job, "the first group gated", |j| {
-        hub.wake();
-        j["rollout"]["phase"] == "STAGE_GATED"
-    })
-    .await?;
+    let (job, gated) = staged_job(&hub, &appliances).await?;
     assert_eq!(
         (
             gated["rollout"]["released"].clone(),
@@ -153,6 +164,66 @@ async fn the_second_group_starts_once_the_first_succeeded() -> anyhow::Result<()
     }
     let done = job_when(&hub, &job, "completion", |j| j["status"] == "COMPLETED").await?;
     assert_eq!(done["rollout"]["phase"], "COMPLETED");
+    hub.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_resumes_a_job_held_at_its_stage_gate() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let hub = TestHub::start_manual(dir.path(), T0).await?;
+    let mut appliances = fleet(&hub, 4).await?;
+    let (job, _) = staged_job(&hub, &appliances).await?;
+    let resume = format!("/api/v1/jobs/{job}/resume");
+    // One of the first group fails: the gate (100 %) cannot be met.
+    let mut first = Vec::new();
+    for (i, appliance) in appliances.iter_mut().enumerate() {
+        if let Some(task) = next_task(appliance).await? {
+            let status = if first.is_empty() {
+                "FAILED"
+            } else {
+                "SUCCEEDED"
+            };
+            assert_eq!(report(appliance, &task, status).await?, ReplyCode::Ok);
+            first.push(i);
+        }
+    }
+    assert_eq!(first.len(), 2);
+    hub.wake();
+    let held = job_when(&hub, &job, "both reports counted", |j| {
+        j["counts"]["FAILED"] == 1 && j["counts"]["SUCCEEDED"] == 1
+    })
+    .await?;
+    assert_eq!(
+        (
+            held["rollout"]["phase"].clone(),
+            held["counts"]["QUEUED"].clone()
+        ),
+        (json!("STAGE_GATED"), json!(2)),
+        "{held}"
+    );
+
+    let (status, resumed) = hub.post(&resume, &json!({})).await?;
+    assert_eq!(status, 200, "{resumed}");
+    assert_eq!(resumed["rollout"]["group"], 1, "{resumed}");
+    let view = job_when(&hub, &job, "the second group released", |j| {
+        hub.wake();
+        j["rollout"]["released"] == 4
+    })
+    .await?;
+    assert_eq!(view["counts"]["QUEUED"], 0, "{view}");
+    for (i, appliance) in appliances.iter_mut().enumerate() {
+        if !first.contains(&i) {
+            let task = next_task(appliance).await?;
+            assert!(task.is_some(), "appliance {i} got the second group's task");
+        }
+    }
+
+    // Only a job waiting at a gate can be resumed; unknown jobs are 404.
+    let (status, refused) = hub.post(&resume, &json!({})).await?;
+    assert_eq!(status, 409, "{refused}");
+    let unknown = format!("/api/v1/jobs/{}/resume", uuid::Uuid::new_v4());
+    assert_eq!(hub.post(&unknown, &json!({})).await?.0, 404);
     hub.stop().await;
     Ok(())
 }
