@@ -23,7 +23,7 @@ use super::ui_appliances::{owned, owned_live};
 use super::ui_model::{create_task, TaskAccepted, TaskBuilder};
 use super::AppState;
 use crate::model::ServiceStatus;
-use crate::store::{ApplianceRecord, ServiceVersionView, TaskView};
+use crate::store::{ApplianceRecord, InstalledService, ServiceVersionView, TaskView};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -189,6 +189,79 @@ fn one_package_change(task: TaskBuilder<'_>) -> TaskBuilder<'_> {
         .unless_open(TaskType::UninstallService)
 }
 
+/// What the task endpoints answer: `202` with a new task, or `200` with
+/// nothing to do.
+type TaskReply = (StatusCode, ApiJson<TaskAccepted>);
+
+/// `200`: the appliance is already as asked, no task.
+fn nothing_to_do(message: String) -> TaskReply {
+    (StatusCode::OK, ApiJson(TaskAccepted::nothing(message)))
+}
+
+/// Creates the task: `202` with it.
+async fn accepted(task: TaskBuilder<'_>) -> Result<TaskReply, ApiError> {
+    Ok((StatusCode::ACCEPTED, ApiJson(task.send().await?)))
+}
+
+/// The service `code` as installed on the appliance, or `404`.
+fn installed<'a>(
+    record: &'a ApplianceRecord,
+    code: &str,
+) -> Result<&'a InstalledService, ApiError> {
+    record
+        .services
+        .iter()
+        .find(|s| s.service_code == code)
+        .ok_or(ApiError::NotFound("service not installed"))
+}
+
+/// Install or upgrade.
+#[derive(Debug, Clone, Copy)]
+enum PackageChange {
+    /// Refused (409) when another version is installed.
+    Install,
+    /// Refused (404) when the service is not installed.
+    Upgrade,
+}
+
+/// Install or upgrade service `code` to `target`'s version: nothing to do
+/// when the appliance already runs that version; else the capacity check,
+/// the installed version giving its share back, and one package-change task.
+async fn change_package(
+    state: &AppState,
+    customer: &Customer,
+    code: &str,
+    target: ServiceTarget,
+    change: PackageChange,
+) -> Result<TaskReply, ApiError> {
+    let wanted = package(state, code, target.version).await?;
+    let record = owned_live(state, customer, &target.appliance_id).await?;
+    let current = match change {
+        PackageChange::Install => record.services.iter().find(|s| s.service_code == code),
+        PackageChange::Upgrade => Some(installed(&record, code)?),
+    };
+    if let Some(current) = current {
+        if current.version == wanted.version {
+            let message = format!("{code} {} is installed", current.version);
+            return Ok(nothing_to_do(message));
+        }
+        if let PackageChange::Install = change {
+            return Err(ApiError::Conflict(format!(
+                "{code} {} is installed: upgrade it instead",
+                current.version
+            )));
+        }
+    }
+    check_capacity(&record, &wanted, current.map(|_| code))?;
+    let package = document_package(&wanted);
+    let document = match change {
+        PackageChange::Install => JobDocument::InstallService(package),
+        PackageChange::Upgrade => JobDocument::UpgradeService(package),
+    };
+    let task = create_task(state, customer, record.appliance_id, document);
+    accepted(one_package_change(task)).await
+}
+
 #[utoipa::path(post, path = "/ui/services/{code}/install", tag = "frontend",
     params(("code" = String, Path, description = "service code")),
     request_body = ServiceTarget, security(("apiKey" = [])),
@@ -203,30 +276,8 @@ async fn install(
     State(state): State<AppState>,
     ApiPath(code): ApiPath<String>,
     ApiJson(target): ApiJson<ServiceTarget>,
-) -> Result<(StatusCode, ApiJson<TaskAccepted>), ApiError> {
-    let wanted = package(&state, &code, target.version).await?;
-    let record = owned_live(&state, &customer, &target.appliance_id).await?;
-    if let Some(installed) = record.services.iter().find(|s| s.service_code == code) {
-        if installed.version == wanted.version {
-            let message = format!("{code} {} is installed", installed.version);
-            return Ok((StatusCode::OK, ApiJson(TaskAccepted::nothing(message))));
-        }
-        return Err(ApiError::Conflict(format!(
-            "{code} {} is installed: upgrade it instead",
-            installed.version
-        )));
-    }
-    check_capacity(&record, &wanted, None)?;
-    let document = JobDocument::InstallService(document_package(&wanted));
-    let task = one_package_change(create_task(
-        &state,
-        &customer,
-        record.appliance_id,
-        document,
-    ))
-    .send()
-    .await?;
-    Ok((StatusCode::ACCEPTED, ApiJson(task)))
+) -> Result<TaskReply, ApiError> {
+    change_package(&state, &customer, &code, target, PackageChange::Install).await
 }
 
 #[utoipa::path(post, path = "/ui/services/{code}/uninstall", tag = "frontend",
@@ -239,17 +290,13 @@ async fn uninstall(
     State(state): State<AppState>,
     ApiPath(code): ApiPath<String>,
     ApiJson(target): ApiJson<ServiceTarget>,
-) -> Result<(StatusCode, ApiJson<TaskAccepted>), ApiError> {
+) -> Result<TaskReply, ApiError> {
     service_code(&code)?;
     let record = owned_live(&state, &customer, &target.appliance_id).await?;
-    if !record.services.iter().any(|s| s.service_code == code) {
-        return Err(ApiError::NotFound("service not installed"));
-    }
+    installed(&record, &code)?;
     let document = JobDocument::UninstallService { service_code: code };
-    let task = create_task(&state, &customer, record.appliance_id, document)
-        .send()
-        .await?;
-    Ok((StatusCode::ACCEPTED, ApiJson(task)))
+    let task = create_task(&state, &customer, record.appliance_id, document);
+    accepted(task).await
 }
 
 #[utoipa::path(post, path = "/ui/services/{code}/upgrade", tag = "frontend",
@@ -264,29 +311,8 @@ async fn upgrade(
     State(state): State<AppState>,
     ApiPath(code): ApiPath<String>,
     ApiJson(target): ApiJson<ServiceTarget>,
-) -> Result<(StatusCode, ApiJson<TaskAccepted>), ApiError> {
-    let wanted = package(&state, &code, target.version).await?;
-    let record = owned_live(&state, &customer, &target.appliance_id).await?;
-    let installed = record
-        .services
-        .iter()
-        .find(|s| s.service_code == code)
-        .ok_or(ApiError::NotFound("service not installed"))?;
-    if installed.version == wanted.version {
-        let message = format!("{code} {} is installed", installed.version);
-        return Ok((StatusCode::OK, ApiJson(TaskAccepted::nothing(message))));
-    }
-    check_capacity(&record, &wanted, Some(&code))?;
-    let document = JobDocument::UpgradeService(document_package(&wanted));
-    let task = one_package_change(create_task(
-        &state,
-        &customer,
-        record.appliance_id,
-        document,
-    ))
-    .send()
-    .await?;
-    Ok((StatusCode::ACCEPTED, ApiJson(task)))
+) -> Result<TaskReply, ApiError> {
+    change_package(&state, &customer, &code, target, PackageChange::Upgrade).await
 }
 
 /// `POST /ui/services/{code}/{id}/toggle/` body.
@@ -311,30 +337,23 @@ async fn toggle(
     State(state): State<AppState>,
     ApiPath((code, id)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<ToggleRequest>,
-) -> Result<(StatusCode, ApiJson<TaskAccepted>), ApiError> {
+) -> Result<TaskReply, ApiError> {
     service_code(&code)?;
     let record = owned_live(&state, &customer, &id).await?;
-    let installed = record
-        .services
-        .iter()
-        .find(|s| s.service_code == code)
-        .ok_or(ApiError::NotFound("service not installed"))?;
+    let current = installed(&record, &code)?;
     let wanted = match request.action {
         ToggleAction::Enable => ServiceStatus::Enabled,
         ToggleAction::Disable => ServiceStatus::Disabled,
     };
-    if installed.status == wanted {
-        let message = format!("{code} is {wanted}");
-        return Ok((StatusCode::OK, ApiJson(TaskAccepted::nothing(message))));
+    if current.status == wanted {
+        return Ok(nothing_to_do(format!("{code} is {wanted}")));
     }
     let document = JobDocument::ToggleService {
         service_code: code,
         action: request.action,
     };
-    let task = create_task(&state, &customer, record.appliance_id, document)
-        .send()
-        .await?;
-    Ok((StatusCode::ACCEPTED, ApiJson(task)))
+    let task = create_task(&state, &customer, record.appliance_id, document);
+    accepted(task).await
 }
 
 /// A service's settings on one appliance.
@@ -361,14 +380,10 @@ async fn get_settings(
 ) -> Result<ApiJson<ServiceSettings>, ApiError> {
     service_code(&code)?;
     let record = owned(&state, &customer, &id).await?;
-    let installed = record
-        .services
-        .into_iter()
-        .find(|s| s.service_code == code)
-        .ok_or(ApiError::NotFound("service not installed"))?;
+    let current = installed(&record, &code)?;
     Ok(ApiJson(ServiceSettings {
-        settings: installed.settings.unwrap_or_default(),
-        setting_version: installed.setting_version,
+        settings: current.settings.clone().unwrap_or_default(),
+        setting_version: current.setting_version,
     }))
 }
 
@@ -392,7 +407,7 @@ async fn post_settings(
     State(state): State<AppState>,
     ApiPath((code, id)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<ServiceSettingsRequest>,
-) -> Result<(StatusCode, ApiJson<TaskAccepted>), ApiError> {
+) -> Result<TaskReply, ApiError> {
     service_code(&code)?;
     let size = serde_json::to_vec(&request.settings).map_or(usize::MAX, |v| v.len());
     if size > 64 * 1024 {
@@ -402,20 +417,14 @@ async fn post_settings(
         ));
     }
     let record = owned_live(&state, &customer, &id).await?;
-    let installed = record
-        .services
-        .iter()
-        .find(|s| s.service_code == code)
-        .ok_or(ApiError::NotFound("service not installed"))?;
+    let current = installed(&record, &code)?;
     let document = JobDocument::ConfigureService {
         service_code: code,
         settings: request.settings,
-        setting_version: installed.setting_version.saturating_add(1),
+        setting_version: current.setting_version.saturating_add(1),
     };
-    let task = create_task(&state, &customer, record.appliance_id, document)
-        .send()
-        .await?;
-    Ok((StatusCode::ACCEPTED, ApiJson(task)))
+    let task = create_task(&state, &customer, record.appliance_id, document);
+    accepted(task).await
 }
 
 #[utoipa::path(get, path = "/ui/tasks/{taskId}", tag = "frontend",

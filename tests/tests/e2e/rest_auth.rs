@@ -22,23 +22,54 @@ fn manual() -> (hub::clock::ManualClock, HubOptions) {
     (clock, options)
 }
 
+/// Sends `facts` to `/va/register` with the register `token`; returns the
+/// status and the answer.
+async fn register_with(hub: &TestHub, token: &str, facts: &Value) -> anyhow::Result<(u16, Value)> {
+    hub.call(Method::POST, "/va/register", Some(token), Some(facts))
+        .await
+}
+
+/// A request without a body: method, path, bearer token, and the status it
+/// must get.
+type Case<'a> = (Method, &'a str, Option<&'a str>, u16);
+
+/// Sends each case and checks its status, naming the case when it fails.
+async fn check(hub: &TestHub, cases: &[Case<'_>]) -> anyhow::Result<()> {
+    for (method, path, token, expected) in cases {
+        let (status, body) = hub.call(method.clone(), path, *token, None).await?;
+        assert_eq!(status, *expected, "{method} {path} with {token:?}: {body}");
+    }
+    Ok(())
+}
+
+/// Sends a request that must be refused with `expected`, checks that the
+/// database is unchanged after it, and returns the error body.
+async fn refused(
+    hub: &TestHub,
+    (method, path, token, expected): Case<'_>,
+    body: Option<&Value>,
+) -> anyhow::Result<Value> {
+    let before = hub.fingerprint().await?;
+    let (status, answer) = hub.call(method.clone(), path, token, body).await?;
+    assert_eq!(status, expected, "{method} {path}: {answer}");
+    let after = hub.fingerprint().await?;
+    assert_eq!(after, before, "{method} {path} changed the database");
+    Ok(answer)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_tokens_expire_and_the_image_endpoint_renews_them() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (clock, options) = manual();
     let hub = TestHub::start_with(dir.path(), options).await?;
     let customer = hub.customer("ACME").await?;
+    let key = Some(customer.api_key.as_str());
     let facts = json!({"hostname": "va-1", "ipv4Address": "192.0.2.10", "version": "3.1.4",
         "totalCpu": 4, "totalMemory": 1024, "totalStorage": 1024});
 
     // The image endpoint hands out the stored token while it is valid.
     let (status, image) = hub
-        .call(
-            Method::GET,
-            "/ui/appliances/image/",
-            Some(&customer.api_key),
-            None,
-        )
+        .call(Method::GET, "/ui/appliances/image/", key, None)
         .await?;
     assert_eq!(status, 200, "{image}");
     assert_eq!(
@@ -48,41 +79,20 @@ async fn register_tokens_expire_and_the_image_endpoint_renews_them() -> anyhow::
     assert_eq!(image["expiresAt"], json!(START + 30 * DAY));
 
     clock.advance(30 * DAY);
-    let before = hub.fingerprint().await?;
-    let (status, body) = hub
-        .call(
-            Method::POST,
-            "/va/register",
-            Some(&customer.registration_token),
-            Some(&facts),
-        )
-        .await?;
-    assert_eq!(
-        (status, &body["cause"]),
-        (401, &json!("expired register token"))
-    );
-    assert_eq!(
-        hub.fingerprint().await?,
-        before,
-        "an expired token created something"
-    );
+    let expired = Some(customer.registration_token.as_str());
+    let register = (Method::POST, "/va/register", expired, 401);
+    let body = refused(&hub, register, Some(&facts)).await?;
+    assert_eq!(body["cause"], "expired register token");
 
     let (_, image) = hub
-        .call(
-            Method::GET,
-            "/ui/appliances/image",
-            Some(&customer.api_key),
-            None,
-        )
+        .call(Method::GET, "/ui/appliances/image", key, None)
         .await?;
     let fresh = image["registrationToken"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
     assert_ne!(fresh, customer.registration_token);
-    let (status, answer) = hub
-        .call(Method::POST, "/va/register", Some(&fresh), Some(&facts))
-        .await?;
+    let (status, answer) = register_with(&hub, &fresh, &facts).await?;
     assert_eq!(status, 201, "{answer}");
 
     // A token signed with another secret is forged.
@@ -90,20 +100,10 @@ async fn register_tokens_expire_and_the_image_endpoint_renews_them() -> anyhow::
     let other = TestHub::start(other_dir.path()).await?;
     let stranger = other.customer("Initech").await?;
     other.stop().await;
-    let before = hub.fingerprint().await?;
-    let (status, body) = hub
-        .call(
-            Method::POST,
-            "/va/register",
-            Some(&stranger.registration_token),
-            Some(&facts),
-        )
-        .await?;
-    assert_eq!(
-        (status, &body["cause"]),
-        (401, &json!("invalid register token"))
-    );
-    assert_eq!(hub.fingerprint().await?, before);
+    let forged = Some(stranger.registration_token.as_str());
+    let register = (Method::POST, "/va/register", forged, 401);
+    let body = refused(&hub, register, Some(&facts)).await?;
+    assert_eq!(body["cause"], "invalid register token");
     hub.stop().await;
     Ok(())
 }
@@ -120,19 +120,11 @@ async fn re_registering_rotates_the_appliance_token() -> anyhow::Result<()> {
         .unwrap_or_default()
         .to_owned();
     let health = format!("/va/{id}/healthz/");
-    let (status, body) = hub.call(Method::GET, &health, Some(&old), None).await?;
-    assert_eq!(status, 200, "{body}");
+    check(&hub, &[(Method::GET, &health, Some(&old), 200)]).await?;
 
     let facts = json!({"applianceId": id, "hostname": "va-1b", "ipv4Address": "192.0.2.11",
         "version": "3.1.5", "totalCpu": 8, "totalMemory": 2048, "totalStorage": 2048});
-    let (status, second) = hub
-        .call(
-            Method::POST,
-            "/va/register",
-            Some(&customer.registration_token),
-            Some(&facts),
-        )
-        .await?;
+    let (status, second) = register_with(&hub, &customer.registration_token, &facts).await?;
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["applianceId"], id.as_str());
     let new = second["applianceToken"]
@@ -140,14 +132,11 @@ async fn re_registering_rotates_the_appliance_token() -> anyhow::Result<()> {
         .unwrap_or_default()
         .to_owned();
     assert_ne!(new, old);
-    assert_eq!(
-        hub.call(Method::GET, &health, Some(&old), None).await?.0,
-        401
-    );
-    assert_eq!(
-        hub.call(Method::GET, &health, Some(&new), None).await?.0,
-        200
-    );
+    let cases = [
+        (Method::GET, health.as_str(), Some(old.as_str()), 401),
+        (Method::GET, health.as_str(), Some(new.as_str()), 200),
+    ];
+    check(&hub, &cases).await?;
     let (_, list) = hub
         .call(Method::GET, "/ui/appliances", Some(&customer.api_key), None)
         .await?;
@@ -156,20 +145,10 @@ async fn re_registering_rotates_the_appliance_token() -> anyhow::Result<()> {
 
     // Another customer sending this id back gets an appliance of its own.
     let other = hub.customer("Globex").await?;
-    let (status, theirs) = hub
-        .call(
-            Method::POST,
-            "/va/register",
-            Some(&other.registration_token),
-            Some(&facts),
-        )
-        .await?;
+    let (status, theirs) = register_with(&hub, &other.registration_token, &facts).await?;
     assert_eq!(status, 201, "{theirs}");
     assert_ne!(theirs["applianceId"], id.as_str());
-    assert_eq!(
-        hub.call(Method::GET, &health, Some(&new), None).await?.0,
-        200
-    );
+    check(&hub, &[(Method::GET, &health, Some(&new), 200)]).await?;
     hub.stop().await;
     Ok(())
 }
@@ -286,12 +265,7 @@ async fn appliances_report_over_rest_with_their_token() -> anyhow::Result<()> {
 
     // Tokens expire after 60 days.
     clock.advance(60 * DAY);
-    assert_eq!(
-        hub.call(Method::GET, &va("healthz"), Some(&token), None)
-            .await?
-            .0,
-        401
-    );
+    check(&hub, &[(Method::GET, &va("healthz"), Some(&token), 401)]).await?;
     hub.stop().await;
     Ok(())
 }
@@ -335,13 +309,9 @@ async fn operators_publish_versions_services_and_tags() -> anyhow::Result<()> {
         .await?;
     assert_eq!(status, 200);
     let customer = hub.customer("ACME").await?;
+    let key = Some(customer.api_key.as_str());
     let (_, image) = hub
-        .call(
-            Method::GET,
-            "/ui/appliances/image",
-            Some(&customer.api_key),
-            None,
-        )
+        .call(Method::GET, "/ui/appliances/image", key, None)
         .await?;
     assert_eq!(image["latest"]["version"], "3.10.0.0");
     let (_, enabled) = hub.get("/api/v1/appliance-versions?enabled=true").await?;
@@ -370,66 +340,36 @@ async fn operators_publish_versions_services_and_tags() -> anyhow::Result<()> {
 
     // Tasks that download need the artifact in the store: these firmware
     // versions name one that was never uploaded.
-    let before = hub.fingerprint().await?;
-    let (status, refused) = hub
-        .call(
-            Method::POST,
-            &format!("/ui/appliances/{}/upgrade", id.as_str().unwrap_or_default()),
-            Some(&customer.api_key),
-            None,
-        )
-        .await?;
-    assert_eq!(status, 400, "{refused}");
+    let upgrade = format!("/ui/appliances/{}/upgrade", id.as_str().unwrap_or_default());
+    let answer = refused(&hub, (Method::POST, &upgrade, key, 400), None).await?;
     assert!(
-        refused["cause"].as_str().unwrap_or_default().contains(sha),
-        "{refused}"
+        answer["cause"].as_str().unwrap_or_default().contains(sha),
+        "{answer}"
     );
-    assert_eq!(hub.fingerprint().await?, before);
     let ntp = json!({"serviceCode": "ntp", "version": "1.0", "branch": "stable",
         "imagePath": "ntp.tar", "imageSha256": sha, "requestCpu": 0.5, "requestMemory": 1});
     assert_eq!(hub.post("/api/v1/service-versions", &ntp).await?.0, 201);
-    let before = hub.fingerprint().await?;
-    let (status, refused) = hub
-        .call(
-            Method::POST,
-            "/ui/services/ntp/install",
-            Some(&customer.api_key),
-            Some(&json!({"applianceId": id})),
-        )
-        .await?;
-    assert_eq!(
-        (status, &refused["message"]),
-        (400, &json!("unknown artifact"))
-    );
-    assert_eq!(hub.fingerprint().await?, before);
+    let target = json!({"applianceId": id});
+    let install = (Method::POST, "/ui/services/ntp/install", key, 400);
+    let answer = refused(&hub, install, Some(&target)).await?;
+    assert_eq!(answer["message"], "unknown artifact");
 
     // Capacity: a service bigger than the appliance is refused.
     let db = hub.upload_artifact("db.tar", b"db 1.0".to_vec()).await?;
     let big = json!({"serviceCode": "db", "version": "1.0", "branch": "stable",
         "imagePath": "db.tar", "imageSha256": db, "requestCpu": 64, "requestMemory": 1});
     assert_eq!(hub.post("/api/v1/service-versions", &big).await?.0, 201);
-    let before = hub.fingerprint().await?;
-    let (status, refused) = hub
-        .call(
-            Method::POST,
-            "/ui/services/db/install",
-            Some(&customer.api_key),
-            Some(&json!({"applianceId": id})),
-        )
-        .await?;
-    assert_eq!(status, 409, "{refused}");
+    let install = (Method::POST, "/ui/services/db/install", key, 409);
+    let answer = refused(&hub, install, Some(&target)).await?;
     assert!(
-        refused["cause"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("cpu"),
-        "{refused}"
+        answer["cause"].as_str().unwrap_or_default().contains("cpu"),
+        "{answer}"
     );
-    assert_eq!(hub.fingerprint().await?, before);
-    let (status, _) = hub
-        .call(Method::GET, "/api/v1/tags", Some(ADMIN_TOKEN), None)
-        .await?;
-    assert_eq!(status, 200);
+    check(
+        &hub,
+        &[(Method::GET, "/api/v1/tags", Some(ADMIN_TOKEN), 200)],
+    )
+    .await?;
     hub.stop().await;
     Ok(())
 }
@@ -444,68 +384,37 @@ async fn customers_create_jobs_for_their_own_appliances_only() -> anyhow::Result
     let theirs = register(&hub, &globex).await?["applianceId"].clone();
     let job = |target: &Value| json!({"taskType": "collectMetrics", "targets": {"applianceIds": [target]}});
 
-    let before = hub.fingerprint().await?;
-    let (status, refused) = hub
-        .call(
-            Method::POST,
-            "/api/v1/jobs",
-            Some(&acme.api_key),
-            Some(&job(&theirs)),
-        )
-        .await?;
-    assert_eq!(status, 400, "{refused}");
-    assert_eq!(hub.fingerprint().await?, before);
+    let key = Some(acme.api_key.as_str());
+    let create = (Method::POST, "/api/v1/jobs", key, 400);
+    refused(&hub, create, Some(&job(&theirs))).await?;
 
     let (status, created) = hub
-        .call(
-            Method::POST,
-            "/api/v1/jobs",
-            Some(&acme.api_key),
-            Some(&job(&mine)),
-        )
+        .call(Method::POST, "/api/v1/jobs", key, Some(&job(&mine)))
         .await?;
     assert_eq!(status, 201, "{created}");
     let path = format!(
         "/api/v1/jobs/{}",
         created["jobId"].as_str().unwrap_or_default()
     );
-    let (status, summary) = hub
-        .call(Method::GET, &path, Some(&acme.api_key), None)
-        .await?;
+    let (status, summary) = hub.call(Method::GET, &path, key, None).await?;
     assert_eq!(
         (status, &summary["customerId"]),
         (200, &json!(acme.customer_id))
     );
-    assert_eq!(
-        hub.call(Method::GET, &path, Some(&globex.api_key), None)
-            .await?
-            .0,
-        404
-    );
     let executions = format!("{path}/executions");
-    assert_eq!(
-        hub.call(Method::GET, &executions, Some(&globex.api_key), None)
-            .await?
-            .0,
-        404
-    );
     let cancel = format!("{path}/cancel");
-    assert_eq!(
-        hub.call(Method::POST, &cancel, Some(&globex.api_key), None)
-            .await?
-            .0,
-        404
-    );
-    assert_eq!(
-        hub.call(Method::GET, &path, Some(ADMIN_TOKEN), None)
-            .await?
-            .0,
-        200
-    );
-    assert_eq!(
-        hub.call(Method::GET, &path, Some("nobody"), None).await?.0,
-        401
-    );
+    let other = Some(globex.api_key.as_str());
+    check(
+        &hub,
+        &[
+            (Method::GET, &path, other, 404),
+            (Method::GET, &executions, other, 404),
+            (Method::POST, &cancel, other, 404),
+            (Method::GET, &path, Some(ADMIN_TOKEN), 200),
+            (Method::GET, &path, Some("nobody"), 401),
+        ],
+    )
+    .await?;
     hub.stop().await;
     Ok(())
 }

@@ -117,14 +117,69 @@ async fn downloads(hub: &TestHub, task: &Task, file: &[u8]) -> anyhow::Result<()
     Ok(())
 }
 
-async fn ui(
-    hub: &TestHub,
-    customer: &TestCustomer,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> anyhow::Result<(u16, Value)> {
-    hub.call(method, path, Some(&customer.api_key), body).await
+/// The frontend of a customer with one appliance, registered and connected
+/// over TLS: `/ui/` requests with the customer's API key.
+struct Frontend<'a> {
+    hub: &'a TestHub,
+    customer: TestCustomer,
+    /// The answer of the registration.
+    registered: Value,
+    /// The appliance's id.
+    id: String,
+    appliance: TestAppliance,
+}
+
+impl<'a> Frontend<'a> {
+    /// Creates the customer ACME and registers and connects its appliance.
+    async fn start(hub: &'a TestHub) -> anyhow::Result<Self> {
+        let customer = hub.customer("ACME").await?;
+        let registered = register(hub, &customer).await?;
+        let id = registered["applianceId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let appliance = connect(hub, &registered).await?;
+        Ok(Self {
+            hub,
+            customer,
+            registered,
+            id,
+            appliance,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let key = Some(self.customer.api_key.as_str());
+        self.hub.call(method, path, key, body).await
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// Posts once every notify is published, and checks that the database
+    /// is unchanged after it (refused, or nothing to do).
+    async fn post_changing_nothing(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        settled(self.hub).await?;
+        let before = self.hub.fingerprint().await?;
+        let answer = self.post(path, body).await?;
+        let after = self.hub.fingerprint().await?;
+        assert_eq!(after, before, "POST {path} changed the database");
+        Ok(answer)
+    }
 }
 
 /// Waits until every notify written so far is published (the outbox is
@@ -145,37 +200,18 @@ async fn a_registered_appliance_installs_a_service_from_the_frontend() -> anyhow
     let dir = tempfile::tempdir()?;
     let hub = TestHub::start(dir.path()).await?;
     publish_dns(&hub).await?;
-    let customer = hub.customer("ACME").await?;
-    let registered = register(&hub, &customer).await?;
-    let id = registered["applianceId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert_eq!(registered["iotHost"], "localhost");
-    assert_eq!(registered["productKey"], "va");
-    let mut appliance = connect(&hub, &registered).await?;
+    let mut ui = Frontend::start(&hub).await?;
+    let id = ui.id.clone();
+    assert_eq!(ui.registered["iotHost"], "localhost");
+    assert_eq!(ui.registered["productKey"], "va");
 
     let install = json!({"applianceId": id, "version": "1.4.2"});
-    let (status, answer) = ui(
-        &hub,
-        &customer,
-        Method::POST,
-        "/ui/services/dns/install/",
-        Some(&install),
-    )
-    .await?;
+    let (status, answer) = ui.post("/ui/services/dns/install/", &install).await?;
     assert_eq!(status, 202, "{answer}");
     let task = task_id(&answer);
-    let (status, twice) = ui(
-        &hub,
-        &customer,
-        Method::POST,
-        "/ui/services/dns/install/",
-        Some(&install),
-    )
-    .await?;
+    let (status, twice) = ui.post("/ui/services/dns/install/", &install).await?;
     assert_eq!(status, 409, "one package change at a time: {twice}");
-    let notified = appliance.notify().await?.params.task;
+    let notified = ui.appliance.notify().await?.params.task;
     assert_eq!(notified.task_id.as_str(), task);
     let JobDocument::InstallService(package) = &notified.job_document else {
         panic!("expected installService, got {:?}", notified.job_document);
@@ -183,23 +219,16 @@ async fn a_registered_appliance_installs_a_service_from_the_frontend() -> anyhow
     let bytes = file_of("dns 1.4.2");
     assert_eq!(package.image_sha256, Sha256Digest::of(&bytes).to_string());
     downloads(&hub, &notified, &bytes).await?;
-    succeed(&mut appliance, &task, json!({})).await?;
+    succeed(&mut ui.appliance, &task, json!({})).await?;
 
-    let (status, view) = ui(
-        &hub,
-        &customer,
-        Method::GET,
-        &format!("/ui/tasks/{task}/"),
-        None,
-    )
-    .await?;
+    let (status, view) = ui.get(&format!("/ui/tasks/{task}/")).await?;
     assert_eq!(status, 200);
     assert_eq!(
         view,
         json!({"delivered": true, "status": "SUCCEEDED", "result": {}, "error_message": null})
     );
 
-    let (status, list) = ui(&hub, &customer, Method::GET, "/ui/appliances/", None).await?;
+    let (status, list) = ui.get("/ui/appliances/").await?;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["total"], 1);
     let item = &list["items"][0];
@@ -213,28 +242,13 @@ async fn a_registered_appliance_installs_a_service_from_the_frontend() -> anyhow
     assert_eq!(item["cpu"]["requested"], 1.0);
 
     // Installing what is installed is OK and creates nothing.
-    settled(&hub).await?;
-    let before = hub.fingerprint().await?;
-    let (status, answer) = ui(
-        &hub,
-        &customer,
-        Method::POST,
-        "/ui/services/dns/install",
-        Some(&install),
-    )
-    .await?;
+    let (status, answer) = ui
+        .post_changing_nothing("/ui/services/dns/install", &install)
+        .await?;
     assert_eq!((status, &answer["taskId"]), (200, &Value::Null), "{answer}");
-    assert_eq!(hub.fingerprint().await?, before);
 
     // The services list shows the newer version as an upgrade.
-    let (_, services) = ui(
-        &hub,
-        &customer,
-        Method::GET,
-        &format!("/ui/appliances/{id}/services"),
-        None,
-    )
-    .await?;
+    let (_, services) = ui.get(&format!("/ui/appliances/{id}/services")).await?;
     assert_eq!(services["items"][0]["installedVersion"], "1.4.2");
     assert_eq!(services["items"][0]["latestVersion"], "1.5.0");
     assert_eq!(services["items"][0]["upgradable"], true);
@@ -247,148 +261,88 @@ async fn finished_tasks_change_the_appliance_the_frontend_sees() -> anyhow::Resu
     let dir = tempfile::tempdir()?;
     let hub = TestHub::start(dir.path()).await?;
     publish_dns(&hub).await?;
-    let customer = hub.customer("ACME").await?;
-    let registered = register(&hub, &customer).await?;
-    let id = registered["applianceId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let mut appliance = connect(&hub, &registered).await?;
+    let mut ui = Frontend::start(&hub).await?;
+    let id = ui.id.clone();
     let path = |tail: &str| format!("/ui/appliances/{id}/{tail}");
 
     // Metrics over MQTT are stored and answer the storage endpoint.
     let sample = json!({"id": "m-1", "version": "1.0", "params": {"time": 1, "cpu": {"cores": 4,
         "usagePercent": 12.5}, "memory": {"totalBytes": 8 * GIB, "usedBytes": GIB},
         "storage": [{"volume": "data", "totalBytes": 50 * GIB, "usedBytes": GIB}]}});
-    appliance
+    ui.appliance
         .publish_raw(MessageKind::MetricsPost, serde_json::to_vec(&sample)?)
         .await?;
     wait_until("the metrics sample", || async {
-        let (_, storage) = ui(&hub, &customer, Method::GET, &path("storage"), None).await?;
+        let (_, storage) = ui.get(&path("storage")).await?;
         Ok(storage["volumes"][0]["totalBytes"] == json!(50 * GIB))
     })
     .await?;
 
     // Storage: one extension at a time; the figures grow when it succeeds.
     let extend = json!({"extend": [{"targetVolume": "data", "size": 10 * GIB}]});
-    let (status, answer) = ui(
-        &hub,
-        &customer,
-        Method::POST,
-        &path("storage"),
-        Some(&extend),
-    )
-    .await?;
+    let (status, answer) = ui.post(&path("storage"), &extend).await?;
     assert_eq!(status, 202, "{answer}");
-    let (_, storage) = ui(&hub, &customer, Method::GET, &path("storage"), None).await?;
+    let (_, storage) = ui.get(&path("storage")).await?;
     assert_eq!(storage["extendOngoing"], true);
     let extension = task_id(&answer);
-    let task = appliance.notify().await?.params.task;
+    let task = ui.appliance.notify().await?.params.task;
     assert_eq!(task.task_id.as_str(), extension);
-    settled(&hub).await?;
-    let before = hub.fingerprint().await?;
-    let (status, refused) = ui(
-        &hub,
-        &customer,
-        Method::POST,
-        &path("storage"),
-        Some(&extend),
-    )
-    .await?;
+    let (status, refused) = ui.post_changing_nothing(&path("storage"), &extend).await?;
     assert_eq!(status, 409, "{refused}");
-    assert_eq!(hub.fingerprint().await?, before);
-    let reply = appliance
+    let reply = ui
+        .appliance
         .update(json!({"taskId": extension, "status": "SUCCEEDED"}))
         .await?;
     assert_eq!(reply.code, ReplyCode::Ok, "{}", reply.message);
-    let (_, storage) = ui(&hub, &customer, Method::GET, &path("storage"), None).await?;
+    let (_, storage) = ui.get(&path("storage")).await?;
     assert_eq!(storage["volumes"][0]["totalBytes"], json!(60 * GIB));
     assert_eq!(storage["extendOngoing"], false);
 
     // Install, disable, configure.
     let target = json!({"applianceId": id});
-    let (_, answer) = ui(
-        &hub,
-        &customer,
-        Method::POST,
-        "/ui/services/dns/install",
-        Some(&target),
-    )
-    .await?;
-    complete(&mut appliance, &task_id(&answer), json!({})).await?;
+    let (_, answer) = ui.post("/ui/services/dns/install", &target).await?;
+    complete(&mut ui.appliance, &task_id(&answer), json!({})).await?;
     let toggle = json!({"action": "disable"});
-    let (status, answer) = ui(
-        &hub,
-        &customer,
-        Method::POST,
-        &format!("/ui/services/dns/{id}/toggle"),
-        Some(&toggle),
-    )
-    .await?;
+    let toggle_path = format!("/ui/services/dns/{id}/toggle");
+    let (status, answer) = ui.post(&toggle_path, &toggle).await?;
     assert_eq!(status, 202, "{answer}");
-    complete(&mut appliance, &task_id(&answer), json!({})).await?;
+    complete(&mut ui.appliance, &task_id(&answer), json!({})).await?;
     let settings = json!({"settings": {"forwarders": ["192.0.2.53"]}});
     let settings_path = format!("/ui/services/dns/{id}/settings/");
-    let (status, answer) = ui(
-        &hub,
-        &customer,
-        Method::POST,
-        &settings_path,
-        Some(&settings),
-    )
-    .await?;
+    let (status, answer) = ui.post(&settings_path, &settings).await?;
     assert_eq!(status, 202, "{answer}");
-    complete(&mut appliance, &task_id(&answer), json!({})).await?;
-    let (_, current) = ui(&hub, &customer, Method::GET, &settings_path, None).await?;
+    complete(&mut ui.appliance, &task_id(&answer), json!({})).await?;
+    let (_, current) = ui.get(&settings_path).await?;
     assert_eq!(
         current,
         json!({"settings": {"forwarders": ["192.0.2.53"]}, "settingVersion": 1})
     );
-    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    let (_, list) = ui.get("/ui/appliances").await?;
     assert_eq!(list["items"][0]["services"][0]["status"], "disabled");
 
     // Appliance settings apply once the appliance confirms them.
     let body = json!({"timeZone": "Europe/Berlin", "scheduleUpdateDay": "sunday"});
-    let (_, answer) = ui(
-        &hub,
-        &customer,
-        Method::POST,
-        &path("settings"),
-        Some(&body),
-    )
-    .await?;
-    let (_, pending) = ui(&hub, &customer, Method::GET, &path("settings"), None).await?;
+    let (_, answer) = ui.post(&path("settings"), &body).await?;
+    let (_, pending) = ui.get(&path("settings")).await?;
     assert_eq!(pending["timeZone"], Value::Null);
-    complete(&mut appliance, &task_id(&answer), json!({})).await?;
-    let (_, applied) = ui(&hub, &customer, Method::GET, &path("settings"), None).await?;
+    complete(&mut ui.appliance, &task_id(&answer), json!({})).await?;
+    let (_, applied) = ui.get(&path("settings")).await?;
     assert_eq!(applied["timeZone"], "Europe/Berlin");
     assert_eq!(applied["hostname"], "va-1");
 
     // Uninstall removes it; delete unregisters the appliance.
-    let (_, answer) = ui(
-        &hub,
-        &customer,
-        Method::POST,
-        "/ui/services/dns/uninstall",
-        Some(&target),
-    )
-    .await?;
-    complete(&mut appliance, &task_id(&answer), json!({})).await?;
-    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    let (_, answer) = ui.post("/ui/services/dns/uninstall", &target).await?;
+    complete(&mut ui.appliance, &task_id(&answer), json!({})).await?;
+    let (_, list) = ui.get("/ui/appliances").await?;
     assert_eq!(list["items"][0]["services"], json!([]));
-    let (status, answer) = ui(
-        &hub,
-        &customer,
-        Method::DELETE,
-        &format!("/ui/appliances/{id}/"),
-        None,
-    )
-    .await?;
+    let (status, answer) = ui
+        .call(Method::DELETE, &format!("/ui/appliances/{id}/"), None)
+        .await?;
     assert_eq!(status, 202, "{answer}");
-    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    let (_, list) = ui.get("/ui/appliances").await?;
     assert_eq!(list["items"][0]["status"], "UNREGISTERING");
-    complete(&mut appliance, &task_id(&answer), json!({})).await?;
-    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    complete(&mut ui.appliance, &task_id(&answer), json!({})).await?;
+    let (_, list) = ui.get("/ui/appliances").await?;
     assert_eq!(list["total"], 0);
     hub.stop().await;
     Ok(())
@@ -409,27 +363,22 @@ async fn firmware_and_services_upgrade_to_the_newest_enabled_versions() -> anyho
         assert_eq!(hub.post("/api/v1/appliance-versions", &body).await?.0, 201);
     }
     let newest = file_of("firmware 3.2.0.0");
-    let customer = hub.customer("ACME").await?;
-    let registered = register(&hub, &customer).await?;
-    let id = registered["applianceId"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let mut appliance = connect(&hub, &registered).await?;
+    let mut ui = Frontend::start(&hub).await?;
+    let id = ui.id.clone();
 
     // Firmware: the newest enabled version, once; done when it reports it.
-    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    let (_, list) = ui.get("/ui/appliances").await?;
     let status = &list["items"][0]["upgradeStatus"];
     assert_eq!(
         (&status["latestVersion"], &status["upgradable"]),
         (&json!("3.2"), &json!(true))
     );
     let upgrade = format!("/ui/appliances/{id}/upgrade/");
-    let (code, answer) = ui(&hub, &customer, Method::POST, &upgrade, None).await?;
+    let (code, answer) = ui.call(Method::POST, &upgrade, None).await?;
     assert_eq!(code, 202, "{answer}");
-    let (code, again) = ui(&hub, &customer, Method::POST, &upgrade, None).await?;
+    let (code, again) = ui.call(Method::POST, &upgrade, None).await?;
     assert_eq!(code, 409, "one upgrade at a time: {again}");
-    let task = appliance.notify().await?.params.task;
+    let task = ui.appliance.notify().await?.params.task;
     assert_eq!(task.task_id.as_str(), task_id(&answer));
     match &task.job_document {
         JobDocument::UpgradeAppliance {
@@ -445,41 +394,29 @@ async fn firmware_and_services_upgrade_to_the_newest_enabled_versions() -> anyho
         other => panic!("expected upgradeAppliance, got {other:?}"),
     }
     downloads(&hub, &task, &newest).await?;
-    let reply = appliance
+    let reply = ui
+        .appliance
         .update(
             json!({"taskId": task.task_id, "status": "SUCCEEDED", "result": {"version": "3.2"}}),
         )
         .await?;
     assert_eq!(reply.code, ReplyCode::Ok, "{}", reply.message);
-    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    let (_, list) = ui.get("/ui/appliances").await?;
     assert_eq!(list["items"][0]["version"], "3.2");
     assert_eq!(list["items"][0]["upgradeStatus"]["upgradable"], false);
-    let (code, _) = ui(&hub, &customer, Method::POST, &upgrade, None).await?;
+    let (code, _) = ui.call(Method::POST, &upgrade, None).await?;
     assert_eq!(code, 409, "already at the newest");
 
     // Services: install 1.4.2, then upgrade to the newest enabled one.
-    let (_, answer) = ui(
-        &hub,
-        &customer,
-        Method::POST,
-        "/ui/services/dns/install",
-        Some(&json!({"applianceId": id, "version": "1.4.2"})),
-    )
-    .await?;
-    complete(&mut appliance, &task_id(&answer), json!({})).await?;
+    let install = json!({"applianceId": id, "version": "1.4.2"});
+    let (_, answer) = ui.post("/ui/services/dns/install", &install).await?;
+    complete(&mut ui.appliance, &task_id(&answer), json!({})).await?;
     let (code, _) = hub
         .post("/api/v1/service-versions/dns/1.5.0/disable", &json!({}))
         .await?;
     assert_eq!(code, 200);
     let target = json!({"applianceId": id});
-    let (code, nothing) = ui(
-        &hub,
-        &customer,
-        Method::POST,
-        "/ui/services/dns/upgrade",
-        Some(&target),
-    )
-    .await?;
+    let (code, nothing) = ui.post("/ui/services/dns/upgrade", &target).await?;
     assert_eq!(
         (code, &nothing["taskId"]),
         (200, &Value::Null),
@@ -489,20 +426,13 @@ async fn firmware_and_services_upgrade_to_the_newest_enabled_versions() -> anyho
         .post("/api/v1/service-versions/dns/1.5.0/enable", &json!({}))
         .await?;
     assert_eq!(code, 200);
-    let (code, answer) = ui(
-        &hub,
-        &customer,
-        Method::POST,
-        "/ui/services/dns/upgrade",
-        Some(&target),
-    )
-    .await?;
+    let (code, answer) = ui.post("/ui/services/dns/upgrade", &target).await?;
     assert_eq!(code, 202, "{answer}");
-    let upgrade = appliance.notify().await?.params.task;
+    let upgrade = ui.appliance.notify().await?.params.task;
     assert_eq!(upgrade.job_document.task_type(), TaskType::UpgradeService);
     downloads(&hub, &upgrade, &file_of("dns 1.5.0")).await?;
-    succeed(&mut appliance, &task_id(&answer), json!({})).await?;
-    let (_, list) = ui(&hub, &customer, Method::GET, "/ui/appliances", None).await?;
+    succeed(&mut ui.appliance, &task_id(&answer), json!({})).await?;
+    let (_, list) = ui.get("/ui/appliances").await?;
     assert_eq!(list["items"][0]["services"][0]["version"], "1.5.0");
     assert_eq!(list["items"][0]["cpu"]["requested"], 2.0);
     let (_, versions) = hub

@@ -66,6 +66,20 @@ fn refusal<'a>(
     }
 }
 
+/// One POST to `path` with `token` for each of `bodies`, each refused as
+/// invalid (400).
+fn invalid_bodies<'a>(
+    path: impl Into<String>,
+    token: Option<&'a str>,
+    bodies: Vec<Value>,
+) -> Vec<Refusal<'a>> {
+    let path = path.into();
+    bodies
+        .into_iter()
+        .map(|body| refusal(Method::POST, path.clone(), token, Some(body), 400))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_requests_answer_the_right_status_and_change_nothing() -> anyhow::Result<()> {
     let f = fixture().await?;
@@ -77,413 +91,345 @@ async fn refused_requests_answer_the_right_status_and_change_nothing() -> anyhow
     let facts = json!({"hostname": "va-9", "ipv4Address": "192.0.2.9", "version": "3.1.4",
         "totalCpu": 4, "totalMemory": 1024, "totalStorage": 1024});
     let sha = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
-    let cases = vec![
+    let registration = Some(f.customer.registration_token.as_str());
+    let cases: Vec<Refusal> = [
         // Operators.
-        refusal(
-            Method::POST,
-            "/api/v1/customers",
-            None,
-            Some(json!({"name": "x"})),
-            401,
-        ),
-        refusal(
-            Method::POST,
-            "/api/v1/customers",
-            key,
-            Some(json!({"name": "x"})),
-            401,
-        ),
-        refusal(
-            Method::POST,
-            "/api/v1/customers",
-            admin,
-            Some(json!({"name": 5})),
-            400,
-        ),
-        refusal(
-            Method::POST,
+        vec![
+            refusal(
+                Method::POST,
+                "/api/v1/customers",
+                None,
+                Some(json!({"name": "x"})),
+                401,
+            ),
+            refusal(
+                Method::POST,
+                "/api/v1/customers",
+                key,
+                Some(json!({"name": "x"})),
+                401,
+            ),
+        ],
+        invalid_bodies(
             "/api/v1/customers",
             admin,
-            Some(json!({"name": ""})),
-            400,
+            vec![
+                json!({"name": 5}),
+                json!({"name": ""}),
+                json!({"name": "x", "extra": 1}),
+            ],
         ),
-        refusal(
-            Method::POST,
-            "/api/v1/customers",
-            admin,
-            Some(json!({"name": "x", "extra": 1})),
-            400,
-        ),
-        refusal(Method::GET, "/api/v1/customers?limit=0", admin, None, 400),
-        refusal(
-            Method::GET,
-            "/api/v1/customers?sortby=id;drop",
-            admin,
-            None,
-            400,
-        ),
-        refusal(
-            Method::GET,
-            "/api/v1/customers?order=sideways",
-            admin,
-            None,
-            400,
-        ),
-        refusal(
-            Method::POST,
+        vec![
+            refusal(Method::GET, "/api/v1/customers?limit=0", admin, None, 400),
+            refusal(
+                Method::GET,
+                "/api/v1/customers?sortby=id;drop",
+                admin,
+                None,
+                400,
+            ),
+            refusal(
+                Method::GET,
+                "/api/v1/customers?order=sideways",
+                admin,
+                None,
+                400,
+            ),
+        ],
+        invalid_bodies(
             "/api/v1/appliance-versions",
             admin,
-            Some(json!({"version": "3.2",
-            "firmwarePath": "f", "firmwareSha256": sha})),
-            400,
+            vec![
+                json!({"version": "3.2", "firmwarePath": "f", "firmwareSha256": sha}),
+                json!({"version": "3.2.0.1", "firmwarePath": "f", "firmwareSha256": "ABC"}),
+            ],
         ),
-        refusal(
-            Method::POST,
-            "/api/v1/appliance-versions",
-            admin,
-            Some(json!({"version": "3.2.0.1",
-            "firmwarePath": "f", "firmwareSha256": "ABC"})),
-            400,
-        ),
-        refusal(
-            Method::POST,
-            "/api/v1/appliance-versions/9.9.9.9/enable",
-            admin,
-            None,
-            404,
-        ),
-        refusal(
-            Method::POST,
-            "/api/v1/appliance-versions/9.9.9.9/explode",
-            admin,
-            None,
-            404,
-        ),
-        refusal(
-            Method::POST,
+        vec![
+            refusal(
+                Method::POST,
+                "/api/v1/appliance-versions/9.9.9.9/enable",
+                admin,
+                None,
+                404,
+            ),
+            refusal(
+                Method::POST,
+                "/api/v1/appliance-versions/9.9.9.9/explode",
+                admin,
+                None,
+                404,
+            ),
+        ],
+        invalid_bodies(
             "/api/v1/service-versions",
             admin,
-            Some(json!({"serviceCode": "a/b",
-            "version": "1", "branch": "s", "imagePath": "p", "imageSha256": sha,
-            "requestCpu": 1, "requestMemory": 1})),
-            400,
+            vec![
+                json!({"serviceCode": "a/b", "version": "1", "branch": "s", "imagePath": "p",
+                    "imageSha256": sha, "requestCpu": 1, "requestMemory": 1}),
+                json!({"serviceCode": "dns", "version": "1", "branch": "s", "imagePath": "p",
+                    "imageSha256": sha, "requestCpu": -1, "requestMemory": 1}),
+            ],
         ),
-        refusal(
-            Method::POST,
-            "/api/v1/service-versions",
-            admin,
-            Some(json!({"serviceCode": "dns",
-            "version": "1", "branch": "s", "imagePath": "p", "imageSha256": sha,
-            "requestCpu": -1, "requestMemory": 1})),
-            400,
-        ),
-        refusal(
-            Method::POST,
-            "/api/v1/service-versions/dns/1.0/enable",
-            admin,
-            None,
-            404,
-        ),
-        refusal(
-            Method::POST,
-            "/api/v1/tags",
-            admin,
-            Some(json!({"name": ["x"]})),
-            400,
-        ),
-        refusal(
-            Method::POST,
-            format!("/api/v1/tags/{unknown}/appliances"),
-            admin,
-            Some(json!({"applianceIds": [a]})),
-            404,
-        ),
-        refusal(
-            Method::POST,
-            "/api/v1/tags/not-a-uuid/appliances",
-            admin,
-            Some(json!({"applianceIds": [a]})),
-            400,
-        ),
+        vec![
+            refusal(
+                Method::POST,
+                "/api/v1/service-versions/dns/1.0/enable",
+                admin,
+                None,
+                404,
+            ),
+            refusal(
+                Method::POST,
+                "/api/v1/tags",
+                admin,
+                Some(json!({"name": ["x"]})),
+                400,
+            ),
+            refusal(
+                Method::POST,
+                format!("/api/v1/tags/{unknown}/appliances"),
+                admin,
+                Some(json!({"applianceIds": [a]})),
+                404,
+            ),
+            refusal(
+                Method::POST,
+                "/api/v1/tags/not-a-uuid/appliances",
+                admin,
+                Some(json!({"applianceIds": [a]})),
+                400,
+            ),
+        ],
         // Registration.
-        refusal(Method::POST, "/va/register", None, Some(facts.clone()), 401),
-        refusal(
-            Method::POST,
+        vec![
+            refusal(Method::POST, "/va/register", None, Some(facts.clone()), 401),
+            refusal(
+                Method::POST,
+                "/va/register",
+                Some("a.b.c"),
+                Some(facts.clone()),
+                401,
+            ),
+            refusal(Method::POST, "/va/register", key, Some(facts.clone()), 401),
+        ],
+        invalid_bodies(
             "/va/register",
-            Some("a.b.c"),
-            Some(facts.clone()),
-            401,
-        ),
-        refusal(Method::POST, "/va/register", key, Some(facts.clone()), 401),
-        refusal(
-            Method::POST,
-            "/va/register",
-            Some(&f.customer.registration_token),
-            Some(json!({"hostname": "va-9"})),
-            400,
-        ),
-        refusal(
-            Method::POST,
-            "/va/register",
-            Some(&f.customer.registration_token),
-            Some(
+            registration,
+            vec![
+                json!({"hostname": "va-9"}),
                 json!({"hostname": "va 9", "ipv4Address": "192.0.2.9", "version": "3",
-            "totalCpu": 4, "totalMemory": 1, "totalStorage": 1}),
-            ),
-            400,
-        ),
-        refusal(
-            Method::POST,
-            "/va/register",
-            Some(&f.customer.registration_token),
-            Some(
+                    "totalCpu": 4, "totalMemory": 1, "totalStorage": 1}),
                 json!({"hostname": "va-9", "ipv4Address": "999.0.2.9", "version": "3",
-            "totalCpu": 4, "totalMemory": 1, "totalStorage": 1}),
-            ),
-            400,
-        ),
-        refusal(
-            Method::POST,
-            "/va/register",
-            Some(&f.customer.registration_token),
-            Some(
+                    "totalCpu": 4, "totalMemory": 1, "totalStorage": 1}),
                 json!({"hostname": "va-9", "ipv4Address": "192.0.2.9", "version": "3",
-            "totalCpu": 0, "totalMemory": 1, "totalStorage": 1}),
-            ),
-            400,
+                    "totalCpu": 0, "totalMemory": 1, "totalStorage": 1}),
+            ],
         ),
         // Appliances' own endpoints.
-        refusal(Method::GET, format!("/va/{a}/healthz"), None, None, 401),
-        refusal(
-            Method::GET,
-            format!("/va/{b}/healthz"),
-            Some(&f.token),
-            None,
-            401,
-        ),
-        refusal(
-            Method::POST,
+        vec![
+            refusal(Method::GET, format!("/va/{a}/healthz"), None, None, 401),
+            refusal(
+                Method::GET,
+                format!("/va/{b}/healthz"),
+                Some(&f.token),
+                None,
+                401,
+            ),
+            refusal(
+                Method::POST,
+                format!("/va/{a}/tasks"),
+                Some(&f.token),
+                Some(json!({"taskId": unknown, "status": "success"})),
+                404,
+            ),
+        ],
+        invalid_bodies(
             format!("/va/{a}/tasks"),
             Some(&f.token),
-            Some(json!({"taskId": unknown, "status": "success"})),
-            404,
+            vec![json!({"taskId": unknown, "status": "done"})],
         ),
-        refusal(
-            Method::POST,
-            format!("/va/{a}/tasks"),
-            Some(&f.token),
-            Some(json!({"taskId": unknown, "status": "done"})),
-            400,
-        ),
-        refusal(
-            Method::POST,
+        invalid_bodies(
             format!("/va/{a}/log"),
             Some(&f.token),
-            Some(json!({"entries": []})),
-            400,
+            vec![
+                json!({"entries": []}),
+                json!({"entries": [{"time": "now", "action": "x"}]}),
+            ],
         ),
-        refusal(
-            Method::POST,
-            format!("/va/{a}/log"),
-            Some(&f.token),
-            Some(json!({"entries": [{"time": "now", "action": "x"}]})),
-            400,
-        ),
-        refusal(
-            Method::POST,
+        invalid_bodies(
             format!("/va/{a}/a+b/metrics"),
             Some(&f.token),
-            Some(json!({})),
-            400,
+            vec![json!({})],
         ),
-        refusal(
-            Method::POST,
+        invalid_bodies(
             format!("/va/{a}/dns/metrics"),
             Some(&f.token),
-            Some(json!([1])),
-            400,
+            vec![json!([1])],
         ),
         // The frontend.
-        refusal(Method::GET, "/ui/appliances", None, None, 401),
-        refusal(Method::GET, "/ui/appliances", Some("wrong-key"), None, 401),
-        refusal(
-            Method::GET,
-            "/ui/appliances?start=yesterday",
-            key,
-            None,
-            400,
-        ),
-        refusal(
-            Method::GET,
-            "/ui/appliances?applianceId=nope",
-            key,
-            None,
-            400,
-        ),
-        refusal(
-            Method::DELETE,
-            format!("/ui/appliances/{b}"),
-            key,
-            None,
-            404,
-        ),
-        refusal(
-            Method::DELETE,
-            format!("/ui/appliances/{unknown}"),
-            key,
-            None,
-            404,
-        ),
-        refusal(
-            Method::DELETE,
-            format!("/ui/appliances/{a}"),
-            other_key,
-            None,
-            404,
-        ),
-        refusal(
-            Method::POST,
-            format!("/ui/appliances/{a}/upgrade"),
-            key,
-            None,
-            409,
-        ),
-        refusal(
-            Method::POST,
-            format!("/ui/appliances/{b}/upgrade"),
-            key,
-            None,
-            404,
-        ),
-        refusal(
-            Method::GET,
-            format!("/ui/appliances/{b}/settings"),
-            key,
-            None,
-            404,
-        ),
-        refusal(
-            Method::POST,
+        vec![
+            refusal(Method::GET, "/ui/appliances", None, None, 401),
+            refusal(Method::GET, "/ui/appliances", Some("wrong-key"), None, 401),
+            refusal(
+                Method::GET,
+                "/ui/appliances?start=yesterday",
+                key,
+                None,
+                400,
+            ),
+            refusal(
+                Method::GET,
+                "/ui/appliances?applianceId=nope",
+                key,
+                None,
+                400,
+            ),
+            refusal(
+                Method::DELETE,
+                format!("/ui/appliances/{b}"),
+                key,
+                None,
+                404,
+            ),
+            refusal(
+                Method::DELETE,
+                format!("/ui/appliances/{unknown}"),
+                key,
+                None,
+                404,
+            ),
+            refusal(
+                Method::DELETE,
+                format!("/ui/appliances/{a}"),
+                other_key,
+                None,
+                404,
+            ),
+            refusal(
+                Method::POST,
+                format!("/ui/appliances/{a}/upgrade"),
+                key,
+                None,
+                409,
+            ),
+            refusal(
+                Method::POST,
+                format!("/ui/appliances/{b}/upgrade"),
+                key,
+                None,
+                404,
+            ),
+            refusal(
+                Method::GET,
+                format!("/ui/appliances/{b}/settings"),
+                key,
+                None,
+                404,
+            ),
+        ],
+        invalid_bodies(
             format!("/ui/appliances/{a}/settings"),
             key,
-            Some(json!({})),
-            400,
+            vec![
+                json!({}),
+                json!({"timeZone": 5}),
+                json!({"scheduleUpdateTime": "25:00"}),
+                json!({"color": "red"}),
+            ],
         ),
-        refusal(
-            Method::POST,
-            format!("/ui/appliances/{a}/settings"),
-            key,
-            Some(json!({"timeZone": 5})),
-            400,
-        ),
-        refusal(
-            Method::POST,
-            format!("/ui/appliances/{a}/settings"),
-            key,
-            Some(json!({"scheduleUpdateTime": "25:00"})),
-            400,
-        ),
-        refusal(
-            Method::POST,
-            format!("/ui/appliances/{a}/settings"),
-            key,
-            Some(json!({"color": "red"})),
-            400,
-        ),
-        refusal(
+        vec![refusal(
             Method::GET,
             format!("/ui/appliances/{b}/storage"),
             key,
             None,
             404,
-        ),
-        refusal(
-            Method::POST,
+        )],
+        invalid_bodies(
             format!("/ui/appliances/{a}/storage"),
             key,
-            Some(json!({"extend": []})),
-            400,
+            vec![
+                json!({"extend": []}),
+                json!({"extend": [{"targetVolume": "root", "size": 1}]}),
+            ],
         ),
-        refusal(
-            Method::POST,
-            format!("/ui/appliances/{a}/storage"),
-            key,
-            Some(json!({"extend": [{"targetVolume": "root", "size": 1}]})),
-            400,
-        ),
-        refusal(
-            Method::POST,
-            format!("/ui/appliances/{b}/metrics"),
-            key,
-            None,
-            404,
-        ),
-        refusal(
-            Method::GET,
-            format!("/ui/appliances/{b}/services"),
-            key,
-            None,
-            404,
-        ),
-        refusal(
-            Method::POST,
-            "/ui/services/dns/install",
-            key,
-            Some(json!({"applianceId": a})),
-            404,
-        ),
-        refusal(
-            Method::POST,
-            "/ui/services/dns/install",
-            key,
-            Some(json!({"applianceId": 5})),
-            400,
-        ),
-        refusal(
-            Method::POST,
-            "/ui/services/dns/uninstall",
-            key,
-            Some(json!({"applianceId": a})),
-            404,
-        ),
-        refusal(
-            Method::POST,
-            "/ui/services/dns/upgrade",
-            key,
-            Some(json!({"applianceId": b})),
-            404,
-        ),
-        refusal(
-            Method::POST,
-            format!("/ui/services/dns/{a}/toggle"),
-            key,
-            Some(json!({"action": "enable"})),
-            404,
-        ),
-        refusal(
-            Method::POST,
-            format!("/ui/services/dns/{a}/toggle"),
-            key,
-            Some(json!({"action": "restart"})),
-            400,
-        ),
-        refusal(
-            Method::GET,
-            format!("/ui/services/dns/{b}/settings"),
-            key,
-            None,
-            404,
-        ),
-        refusal(
-            Method::POST,
-            format!("/ui/services/dns/{a}/settings"),
-            key,
-            Some(json!({"settings": []})),
-            400,
-        ),
-        refusal(Method::GET, format!("/ui/tasks/{unknown}"), key, None, 404),
-        refusal(Method::GET, "/ui/tasks/$next", key, None, 404),
-    ];
+        vec![
+            refusal(
+                Method::POST,
+                format!("/ui/appliances/{b}/metrics"),
+                key,
+                None,
+                404,
+            ),
+            refusal(
+                Method::GET,
+                format!("/ui/appliances/{b}/services"),
+                key,
+                None,
+                404,
+            ),
+            refusal(
+                Method::POST,
+                "/ui/services/dns/install",
+                key,
+                Some(json!({"applianceId": a})),
+                404,
+            ),
+            refusal(
+                Method::POST,
+                "/ui/services/dns/install",
+                key,
+                Some(json!({"applianceId": 5})),
+                400,
+            ),
+            refusal(
+                Method::POST,
+                "/ui/services/dns/uninstall",
+                key,
+                Some(json!({"applianceId": a})),
+                404,
+            ),
+            refusal(
+                Method::POST,
+                "/ui/services/dns/upgrade",
+                key,
+                Some(json!({"applianceId": b})),
+                404,
+            ),
+            refusal(
+                Method::POST,
+                format!("/ui/services/dns/{a}/toggle"),
+                key,
+                Some(json!({"action": "enable"})),
+                404,
+            ),
+            refusal(
+                Method::POST,
+                format!("/ui/services/dns/{a}/toggle"),
+                key,
+                Some(json!({"action": "restart"})),
+                400,
+            ),
+            refusal(
+                Method::GET,
+                format!("/ui/services/dns/{b}/settings"),
+                key,
+                None,
+                404,
+            ),
+            refusal(
+                Method::POST,
+                format!("/ui/services/dns/{a}/settings"),
+                key,
+                Some(json!({"settings": []})),
+                400,
+            ),
+            refusal(Method::GET, format!("/ui/tasks/{unknown}"), key, None, 404),
+            refusal(Method::GET, "/ui/tasks/$next", key, None, 404),
+        ],
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let before = f.hub.fingerprint().await?;
     for case in &cases {
         let (status, body) = f
@@ -495,17 +441,12 @@ async fn refused_requests_answer_the_right_status_and_change_nothing() -> anyhow
                 case.body.as_ref(),
             )
             .await?;
-        assert_eq!(status, case.status, "{} {}: {body}", case.method, case.path);
-        assert_eq!(
-            body["status"],
-            json!(case.status),
-            "{} {}",
-            case.method,
-            case.path
-        );
+        let name = format!("{} {} {:?}", case.method, case.path, case.body);
+        assert_eq!(status, case.status, "{name}: {body}");
+        assert_eq!(body["status"], json!(case.status), "{name}");
         assert!(
             body["message"].is_string() && body["cause"].is_string(),
-            "{body}"
+            "{name}: {body}"
         );
     }
     assert_eq!(

@@ -3,6 +3,8 @@
 //! maintenance window, continuous customer jobs, cancel and force-cancel,
 //! and the refusal of bad policies.
 
+use std::path::Path;
+
 use futures::future::try_join_all;
 use protocol::message::{GetReplyData, Task};
 use protocol::{ApplianceId, ExecutionStatus, ReplyCode};
@@ -36,6 +38,22 @@ fn job_body(targets: &[ApplianceId], policy: Value) -> Value {
     body
 }
 
+/// A hub in `dir` on a manual clock at T0, `count` connected appliances,
+/// and a job for all of them under `policy`; returns the hub, the
+/// appliances and the job's id.
+async fn rollout(
+    dir: &Path,
+    count: usize,
+    policy: Value,
+) -> anyhow::Result<(TestHub, Vec<TestAppliance>, String)> {
+    let hub = TestHub::start_manual(dir, T0).await?;
+    let appliances = fleet(&hub, count).await?;
+    let job = hub
+        .create_job_body(&job_body(&ids(&appliances), policy))
+        .await?;
+    Ok((hub, appliances, job))
+}
+
 /// Waits until the job's summary satisfies `check`; returns it.
 async fn job_when(
     hub: &TestHub,
@@ -47,23 +65,21 @@ async fn job_when(
     hub.job(job).await
 }
 
-/// A job for `appliances` in two groups of 50 %, the second opening only
-/// once every execution of the first succeeded; returns its id and its
-/// summary once the first group is released and the job waits at the gate.
-async fn staged_job(
-    hub: &TestHub,
-    appliances: &[TestAppliance],
-) -> anyhow::Result<(String, Value)> {
+/// A [`rollout`] of four appliances in two groups of 50 %, the second
+/// opening only once every execution of the first succeeded; returns it
+/// with the job's summary once the first group is released and the job
+/// waits at the gate.
+async fn staged_rollout(
+    dir: &Path,
+) -> anyhow::Result<(TestHub, Vec<TestAppliance>, String, Value)> {
     let policy = json!({"rollout": {"groups": [50, 50], "successThresholdPercent": 100}});
-    let job = hub
-        .create_job_body(&job_body(&ids(appliances), policy))
-        .await?;
-    let gated = job_when(hub, &job, "the first group gated", |j| {
+    let (hub, appliances, job) = rollout(dir, 4, policy).await?;
+    let gated = job_when(&hub, &job, "the first group gated", |j| {
         hub.wake();
         j["rollout"]["phase"] == "STAGE_GATED"
     })
     .await?;
-    Ok((job, gated))
+    Ok((hub, appliances, job, gated))
 }
 
 /// The appliance's released task, through `$next` (None when it has none).
@@ -86,17 +102,23 @@ async fn report(
     Ok(reply.code)
 }
 
+/// Reports `task` SUCCEEDED once it has ended: refused.
+async fn succeed_too_late(appliance: &mut TestAppliance, task: &Task) -> anyhow::Result<()> {
+    let late = appliance
+        .update(json!({"taskId": task.task_id, "status": "SUCCEEDED"}))
+        .await?;
+    assert_eq!(
+        (late.code, late.message.as_str()),
+        (ReplyCode::Conflict, "terminal state reached")
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_releases_at_its_rate_as_the_clock_moves() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let hub = TestHub::start_manual(dir.path(), T0).await?;
-    let mut appliances = fleet(&hub, 4).await?;
-    let job = hub
-        .create_job_body(&job_body(
-            &ids(&appliances),
-            json!({"rollout": {"maxPerMinute": 60}}),
-        ))
-        .await?;
+    let policy = json!({"rollout": {"maxPerMinute": 60}});
+    let (hub, mut appliances, job) = rollout(dir.path(), 4, policy).await?;
     for n in 1..=4 {
         if n > 1 {
             hub.advance(SECOND)?;
@@ -130,9 +152,7 @@ async fn a_rollout_releases_at_its_rate_as_the_clock_moves() -> anyhow::Result<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_second_group_starts_once_the_first_succeeded() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let hub = TestHub::start_manual(dir.path(), T0).await?;
-    let mut appliances = fleet(&hub, 4).await?;
-    let (job, gated) = staged_job(&hub, &appliances).await?;
+    let (hub, mut appliances, job, gated) = staged_rollout(dir.path()).await?;
     assert_eq!(
         (
             gated["rollout"]["released"].clone(),
@@ -171,9 +191,7 @@ async fn the_second_group_starts_once_the_first_succeeded() -> anyhow::Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_resumes_a_job_held_at_its_stage_gate() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let hub = TestHub::start_manual(dir.path(), T0).await?;
-    let mut appliances = fleet(&hub, 4).await?;
-    let (job, _) = staged_job(&hub, &appliances).await?;
+    let (hub, mut appliances, job, _) = staged_rollout(dir.path()).await?;
     let resume = format!("/api/v1/jobs/{job}/resume");
     // One of the first group fails: the gate (100 %) cannot be met.
     let mut first = Vec::new();
@@ -232,13 +250,9 @@ async fn an_operator_resumes_a_job_held_at_its_stage_gate() -> anyhow::Result<()
 async fn failures_past_the_threshold_abort_the_job_and_cancel_what_has_not_run(
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let hub = TestHub::start_manual(dir.path(), T0).await?;
-    let mut appliances = fleet(&hub, 4).await?;
     let policy =
         json!({"abort": [{"failureType": "FAILED", "thresholdPercent": 50, "minExecuted": 2}]});
-    let job = hub
-        .create_job_body(&job_body(&ids(&appliances), policy))
-        .await?;
+    let (hub, mut appliances, job) = rollout(dir.path(), 4, policy).await?;
     let mut tasks = Vec::new();
     for appliance in &mut appliances {
         tasks.push(appliance.notify().await?.params.task);
@@ -262,13 +276,7 @@ async fn failures_past_the_threshold_abort_the_job_and_cancel_what_has_not_run(
             (canceled.task_id.clone(), canceled.status),
             (tasks[i].task_id.clone(), ExecutionStatus::Canceled)
         );
-        let late = appliances[i]
-            .update(json!({"taskId": tasks[i].task_id, "status": "SUCCEEDED"}))
-            .await?;
-        assert_eq!(
-            (late.code, late.message.as_str()),
-            (ReplyCode::Conflict, "terminal state reached")
-        );
+        succeed_too_late(&mut appliances[i], &tasks[i]).await?;
     }
     hub.stop().await;
     Ok(())
@@ -277,13 +285,9 @@ async fn failures_past_the_threshold_abort_the_job_and_cancel_what_has_not_run(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_execution_times_out_and_is_retried_under_a_new_task_id() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let hub = TestHub::start_manual(dir.path(), T0).await?;
-    let mut appliances = fleet(&hub, 1).await?;
     let policy = json!({"timeouts": {"stepSeconds": 60},
         "retry": {"maxAttempts": 2, "failureType": "TIMED_OUT", "backoffSeconds": 30}});
-    let job = hub
-        .create_job_body(&job_body(&ids(&appliances), policy))
-        .await?;
+    let (hub, mut appliances, job) = rollout(dir.path(), 1, policy).await?;
     let appliance = &mut appliances[0];
     let first = appliance.notify().await?.params.task;
     assert_eq!(first.execution_number, 1);
@@ -291,13 +295,7 @@ async fn a_silent_execution_times_out_and_is_retried_under_a_new_task_id() -> an
     hub.advance(MINUTE)?;
     let timed_out = job_when(&hub, &job, "the timeout", |j| j["counts"]["TIMED_OUT"] == 1).await?;
     assert_eq!(timed_out["status"], "IN_PROGRESS", "a retry is to come");
-    let late = appliance
-        .update(json!({"taskId": first.task_id, "status": "SUCCEEDED"}))
-        .await?;
-    assert_eq!(
-        (late.code, late.message.as_str()),
-        (ReplyCode::Conflict, "terminal state reached")
-    );
+    succeed_too_late(appliance, &first).await?;
 
     hub.advance(30 * SECOND)?;
     let second = appliance.notify().await?.params.task;
@@ -338,14 +336,10 @@ async fn a_silent_execution_times_out_and_is_retried_under_a_new_task_id() -> an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releases_wait_for_the_start_time_then_for_the_window() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let hub = TestHub::start_manual(dir.path(), T0).await?;
-    let mut appliances = fleet(&hub, 2).await?;
     // T0 is 01:00 UTC; the window is 02:00-03:00 at UTC.
     let policy = json!({"rollout": {"startAt": T0 + 30 * MINUTE,
         "window": {"start": "02:00", "end": "03:00", "utcOffset": "Z"}}});
-    let job = hub
-        .create_job_body(&job_body(&ids(&appliances), policy))
-        .await?;
+    let (hub, mut appliances, job) = rollout(dir.path(), 2, policy).await?;
     let waiting = job_when(&hub, &job, "waiting for the start", |j| {
         j["rollout"]["phase"] == "WAITING_START"
     })
@@ -415,14 +409,8 @@ async fn a_continuous_job_reaches_appliances_the_customer_gets_later() -> anyhow
 async fn cancel_tells_appliances_that_had_the_task_and_force_ends_running_ones(
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let hub = TestHub::start_manual(dir.path(), T0).await?;
-    let mut appliances = fleet(&hub, 3).await?;
-    let job = hub
-        .create_job_body(&job_body(
-            &ids(&appliances),
-            json!({"rollout": {"maxPerMinute": 60}}),
-        ))
-        .await?;
+    let policy = json!({"rollout": {"maxPerMinute": 60}});
+    let (hub, mut appliances, job) = rollout(dir.path(), 3, policy).await?;
     job_when(&hub, &job, "one release", |j| j["counts"]["SENT"] == 1).await?;
     hub.advance(SECOND)?;
     job_when(&hub, &job, "two releases", |j| j["counts"]["SENT"] == 2).await?;
@@ -475,13 +463,7 @@ async fn cancel_tells_appliances_that_had_the_task_and_force_ends_running_ones(
         (told.task_id, told.status),
         (running_task.task_id.clone(), ExecutionStatus::Canceled)
     );
-    let late = appliances[running]
-        .update(json!({"taskId": running_task.task_id, "status": "SUCCEEDED"}))
-        .await?;
-    assert_eq!(
-        (late.code, late.message.as_str()),
-        (ReplyCode::Conflict, "terminal state reached")
-    );
+    succeed_too_late(&mut appliances[running], &running_task).await?;
     hub.stop().await;
     Ok(())
 }

@@ -124,6 +124,25 @@ async fn with_session<T>(
     }
 }
 
+/// Runs `script` as the appliance, then keeps the pipe open doing nothing;
+/// returns why the edge ended the session.
+async fn session_end(
+    harness: &Harness,
+    edge: &mut DuplexStream,
+    script: impl Future<Output = ()>,
+) -> DisconnectReason {
+    let wiring = harness.wiring();
+    let serving = serve(edge, BytesMut::new(), &wiring, pending());
+    let script = async {
+        script.await;
+        pending::<()>().await;
+    };
+    tokio::select! {
+        reason = serving => reason,
+        () = script => unreachable!(),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_silent_appliance_is_closed_after_one_and_a_half_keepalives() {
     let harness = Harness::new();
@@ -221,21 +240,15 @@ async fn an_out_of_order_puback_closes_the_session() {
     let harness = Harness::new();
     let (mut device, mut edge) = pipe();
     let notify = harness.topic("job/notify");
-    let wiring = harness.wiring();
-    let serving = serve(&mut edge, BytesMut::new(), &wiring, pending());
-    let script = async {
+    let reason = session_end(&harness, &mut edge, async {
         device.subscribe(&[&notify]).await;
         harness.offer("job/notify");
         harness.offer("job/notify");
         device.recv().await;
         device.recv().await;
         device.send(Packet::PubAck(PubAck::new(2))).await;
-        pending::<()>().await;
-    };
-    let reason = tokio::select! {
-        reason = serving => reason,
-        () = script => unreachable!(),
-    };
+    })
+    .await;
     assert_eq!(
         reason,
         DisconnectReason::ProtocolViolation("PUBACK out of order or unsolicited")
@@ -269,21 +282,15 @@ async fn an_overflowing_inbox_closes_the_session_as_a_slow_consumer() {
     let harness = Harness::new();
     let (mut device, mut edge) = pipe();
     let notify = harness.topic("job/notify");
-    let wiring = harness.wiring();
-    let serving = serve(&mut edge, BytesMut::new(), &wiring, pending());
-    let script = async {
+    let reason = session_end(&harness, &mut edge, async {
         device.subscribe(&[&notify]).await;
         // The appliance reads nothing more: the window fills, then the inbox.
         for _ in 0..WINDOW + CAPACITY + 1 {
             harness.offer("job/notify");
             tokio::task::yield_now().await;
         }
-        pending::<()>().await;
-    };
-    let reason = tokio::select! {
-        reason = serving => reason,
-        () = script => unreachable!(),
-    };
+    })
+    .await;
     assert_eq!(reason, DisconnectReason::SlowConsumer);
 }
 
