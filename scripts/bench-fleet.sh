@@ -2,9 +2,15 @@
 # Fleet benchmarks against a real `hub serve` (release build) on this
 # machine: N simulated appliances connect over TLS and subscribe (time, and
 # the hub's resident memory per appliance), then one job to all of them
-# (time from job creation to the last SUCCEEDED committed).
+# (time from job creation to the last SUCCEEDED committed), with the
+# latency of two REST reads (the job summary, the frontend's appliance
+# list) idle before the job and while it runs; then a rate-limited job to
+# a subset of the same appliances (ROLLOUT_COUNT at ROLLOUT_PER_MINUTE,
+# default 3000 at 1000 a minute: three minutes), and how the appliances
+# received their tasks per 60 s window.
 #
 #   scripts/bench-fleet.sh [N]        # default N = 10000
+#   ROLLOUT_COUNT=600 ROLLOUT_PER_MINUTE=600 scripts/bench-fleet.sh 2000   # a quick check
 #
 # The peer, measured in the same run with the same simulator, certificate
 # and count: Debian's Mosquitto (`apt-get install mosquitto`) with a TLS
@@ -16,16 +22,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 count=${1:-10000}
+rollout_count=${ROLLOUT_COUNT:-3000}
+rollout_count=$(( rollout_count < count ? rollout_count : count ))
+per_minute=${ROLLOUT_PER_MINUTE:-1000}
 token=bench-admin-token-0123456789
 http=127.0.0.1:18480
 mqtts=127.0.0.1:18483
 
 cargo build --release -q -p hub -p device-sim
+bin=$(realpath "${CARGO_TARGET_DIR:-target}/release")
 work=$(mktemp -d)
 mosq_pid=
 trap 'kill "$hub_pid" $mosq_pid 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-(cd "$work" && HUB_ADMIN_TOKEN=$token RUST_LOG=warn exec "$OLDPWD/target/release/hub" serve \
+(cd "$work" && HUB_ADMIN_TOKEN=$token RUST_LOG=warn exec "$bin/hub" serve \
     --http-addr "$http" --mqtts-addr "$mqtts") > "$work/hub.log" 2>&1 &
 hub_pid=$!
 for _ in $(seq 100); do
@@ -35,12 +45,19 @@ done
 rss_kib() { awk -v k="$1" '$1 == k":" {print $2}' "/proc/$hub_pid/status"; }
 idle=$(rss_kib VmRSS)
 
-sim=(target/release/device-sim bench)
-common=(--count "$count" --hub-url "http://$http" --mqtt-url "mqtts://$mqtts"
+sim=("$bin/device-sim" bench)
+common=(--hub-url "http://$http" --mqtt-url "mqtts://$mqtts"
         --ca-file "$work/certs/dev/ca.pem" --admin-token "$token" --json)
 
+# One customer owns the appliances, so that its frontend list shows them.
+curl -sf -H "Authorization: Bearer $token" -H 'content-type: application/json' \
+    -d '{"name": "bench"}' "http://$http/api/v1/customers" > "$work/customer.json"
+customer_id=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["customerId"])' "$work/customer.json")
+api_key=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["apiKey"])' "$work/customer.json")
+
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-"${sim[@]}" connect "${common[@]}" --connect-rate 2500 --save-identities "$work/ids.json" > "$work/connect.json"
+"${sim[@]}" connect "${common[@]}" --count "$count" --connect-rate 2500 --customer-id "$customer_id" \
+    --save-identities "$work/ids.json" > "$work/connect.json"
 peak=$(rss_kib VmHWM)
 python3 - "$work/connect.json" "$idle" "$peak" "$count" <<'PY'
 import json, sys
@@ -53,7 +70,8 @@ print(f"connect+subscribe over TLS: {n} appliances in {report['elapsedMs'] / 100
 print(f"hub resident memory: idle {idle / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB, "
       f"{(peak - idle) / n:.1f} KiB per connected appliance (hub and broker, one process)")
 PY
-"${sim[@]}" job "${common[@]}" --identities "$work/ids.json" --connect-rate 2500 > "$work/job.json"
+FLEETHUB_API_KEY=$api_key "${sim[@]}" job "${common[@]}" --count "$count" \
+    --identities "$work/ids.json" --connect-rate 2500 --rest-probe > "$work/job.json"
 python3 - "$work/job.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -62,6 +80,35 @@ p = f["jobCreatedToSucceededMs"]
 print(f"job to {r['appliances']} appliances: all SUCCEEDED={f['allSucceeded']} in "
       f"{f['timeToAllSucceededMs'] / 1000:.2f} s after creation; per appliance p50 {p['p50']} ms, "
       f"p99 {p['p99']} ms; repeats {r['counts']['retries']}")
+probe = f["restProbe"]
+print(f"REST latency at {probe['ratePerEndpoint']} requests/s per endpoint, idle "
+      f"({probe['idle']['durationMs'] / 1000:.1f} s, before the job) vs load "
+      f"({probe['load']['durationMs'] / 1000:.1f} s, job creation to the last SUCCEEDED):")
+for name, idle in probe["idle"]["endpoints"].items():
+    load = probe["load"]["endpoints"][name]
+    ms = lambda e, q: f"{e['latencyUs'][q] / 1000:.2f}"
+    ratio = probe["p99Ratio"][name]
+    print(f"  {name:<13} idle n={idle['latencyUs']['count']} p50 {ms(idle, 'p50')} ms p99 {ms(idle, 'p99')} ms "
+          f"max {ms(idle, 'max')} ms errors {idle['errors']} | load n={load['latencyUs']['count']} "
+          f"p50 {ms(load, 'p50')} ms p99 {ms(load, 'p99')} ms max {ms(load, 'max')} ms errors {load['errors']} | "
+          f"p99 load/idle {ratio if ratio is None else f'{ratio:.2f}'}")
+PY
+
+"${sim[@]}" job "${common[@]}" --count "$rollout_count" --identities "$work/ids.json" \
+    --connect-rate 2500 --max-per-minute "$per_minute" > "$work/rollout.json"
+python3 - "$work/rollout.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+f = r["figures"]
+pace = f["rollout"]
+n = pace["maxPerMinute"]
+dev = pace["deviationPercent"]
+print(f"rollout of {r['appliances']} at maxPerMinute {n}: all SUCCEEDED={f['allSucceeded']} in "
+      f"{f['timeToAllSucceededMs'] / 1000:.1f} s; tasks received per 60 s window from creation "
+      f"{pace['perWindow']}; most in any 60 s window {pace['maxInAnyWindow']}, in any "
+      f"{(60000 - pace['jitterAllowanceMs']) / 1000:.2f} s window {pace['maxInShortenedWindow']} "
+      f"({'within' if pace['maxInShortenedWindow'] <= n else 'OVER'} {n}); complete windows average "
+      f"{pace['perMinute']} a minute ({'n/a' if dev is None else f'{dev:+.2f} %'} from {n})")
 PY
 
 if command -v mosquitto > /dev/null; then

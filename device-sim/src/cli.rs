@@ -62,16 +62,43 @@ pub enum Scenario {
         /// The fleet.
         #[command(flatten)]
         fleet: FleetArgs,
-        /// Task type of the job.
-        #[arg(long, default_value = "collectMetrics")]
-        task_type: String,
-        /// The job document's other fields, as a JSON object.
-        #[arg(long, default_value = "{}")]
-        document: String,
-        /// Give up waiting after this long.
-        #[arg(long, value_parser = parse_duration, default_value = "300s")]
-        timeout: Duration,
+        /// The job and what is measured.
+        #[command(flatten)]
+        job: JobArgs,
     },
+}
+
+/// `bench job`: the job, its rollout, and the REST probe.
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// Task type of the job.
+    #[arg(long, default_value = "collectMetrics")]
+    pub task_type: String,
+    /// The job document's other fields, as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub document: String,
+    /// Give up waiting after this long (with --max-per-minute, on top of
+    /// the rollout's own duration: count / N minutes).
+    #[arg(long, value_parser = parse_duration, default_value = "300s")]
+    pub timeout: Duration,
+    /// Create the job with `"rollout": {"maxPerMinute": N}` and report how
+    /// the appliances received their tasks, per 60 s window.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_per_minute: Option<u32>,
+    /// Measure REST latency (the job summary, and the frontend's appliance
+    /// list with --api-key) while idle before the job, then while it runs.
+    #[arg(long)]
+    pub rest_probe: bool,
+    /// A customer's api key, for the probe's `GET /ui/appliances` (the
+    /// `apiKey` of `POST /api/v1/customers`).
+    #[arg(long, env = "FLEETHUB_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Requests per second to each probed endpoint, idle and under load.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub probe_rate: u32,
+    /// How long the idle phase of the probe lasts.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub probe_idle: Duration,
 }
 
 /// Where the fleet connects, who its appliances are, how they behave.
@@ -105,6 +132,9 @@ pub struct FleetArgs {
     /// for `bench job` to create its job).
     #[arg(long, env = "FLEETHUB_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Provision the appliances (with --admin-token) for this customer.
+    #[arg(long)]
+    pub customer_id: Option<String>,
     /// Reuse identities saved in this file instead of registering or
     /// provisioning.
     #[arg(long)]
@@ -317,6 +347,31 @@ mod tests {
         };
         assert_eq!(fleet.register_token.as_deref(), Some("jwt"));
         assert_eq!(fleet.mqtt_url, None, "registration says where");
+        let job = Cli::try_parse_from([
+            "device-sim",
+            "bench",
+            "job",
+            "--max-per-minute",
+            "1000",
+            "--rest-probe",
+            "--probe-idle",
+            "2s",
+        ])?;
+        let Command::Bench {
+            scenario: Scenario::Job { job, .. },
+        } = job.command
+        else {
+            bail!("not bench job");
+        };
+        assert_eq!(job.max_per_minute, Some(1000));
+        assert!(job.rest_probe);
+        assert_eq!(
+            (job.probe_rate, job.probe_idle),
+            (50, Duration::from_secs(2))
+        );
+        assert!(
+            Cli::try_parse_from(["device-sim", "bench", "job", "--max-per-minute", "0"]).is_err()
+        );
         let bad = Cli::try_parse_from(["device-sim", "run", "--fail-rate", "2"])?;
         let Command::Run(bad) = bad.command else {
             bail!("not run");

@@ -109,8 +109,13 @@ impl HubApi {
             .context("this needs the hub's admin token (--admin-token)")
     }
 
-    /// Provisions `count` appliances, in batches the hub accepts.
-    pub async fn provision(&self, count: usize) -> anyhow::Result<Identities> {
+    /// Provisions `count` appliances, in batches the hub accepts, for
+    /// `customer` when given.
+    pub async fn provision(
+        &self,
+        count: usize,
+        customer: Option<&str>,
+    ) -> anyhow::Result<Identities> {
         let mut all: Option<Identities> = None;
         let mut left = count;
         while left > 0 {
@@ -119,7 +124,7 @@ impl HubApi {
                 .http
                 .post(self.resolve("/api/v1/appliances")?)
                 .bearer_auth(self.admin()?)
-                .json(&json!({ "count": batch }))
+                .json(&json!({ "count": batch, "customerId": customer }))
                 .send()
                 .await
                 .context("POST /api/v1/appliances")?;
@@ -137,17 +142,22 @@ impl HubApi {
         all.context("provisioning zero appliances")
     }
 
-    /// Creates a job of `document` for `targets`; returns its id.
+    /// Creates a job of `document` for `targets`, released at most
+    /// `max_per_minute` a minute when given; returns its id.
     pub async fn create_job(
         &self,
         document: &JobDocument,
         targets: &[ApplianceId],
+        max_per_minute: Option<u32>,
     ) -> anyhow::Result<String> {
-        let body = json!({
+        let mut body = json!({
             "taskType": document.task_type().as_str(),
             "document": document,
             "targets": { "applianceIds": targets },
         });
+        if let Some(limit) = max_per_minute {
+            body["rollout"] = json!({ "maxPerMinute": limit });
+        }
         let response = self
             .http
             .post(self.resolve("/api/v1/jobs")?)

@@ -157,7 +157,7 @@ async fn identities(args: &FleetArgs, hub: &HubApi) -> anyhow::Result<Identities
             .await
             .context("registering appliances")?
     } else if args.admin_token.is_some() {
-        hub.provision(count)
+        hub.provision(count, args.customer_id.as_deref())
             .await
             .context("provisioning appliances")?
     } else if args.username.is_some() {

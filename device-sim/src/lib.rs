@@ -15,6 +15,8 @@
 //! - [`runner`]: the I/O shell of one appliance (one task).
 //! - [`fleet`]: many appliances with a connection ramp-up and one shutdown.
 //! - [`stats`]: counters and latency histograms shared by a fleet.
+//! - [`rollout`]: a rate-limited rollout's pace as the appliances received
+//!   it; [`probe`]: REST latency, idle and under load (`bench job`).
 //! - [`cli`], [`launch`], [`bench`], [`progress`], [`report`]: the binary's
 //!   command line, `run`, the benchmark scenarios, the live progress bar and
 //!   the final report.
@@ -31,9 +33,11 @@ pub mod hub_api;
 pub mod identity;
 pub mod launch;
 pub mod mqtt;
+pub mod probe;
 pub mod progress;
 pub mod registration;
 pub mod report;
+pub mod rollout;
 pub mod runner;
 pub mod stats;
 pub mod transfer;

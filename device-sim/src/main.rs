@@ -25,17 +25,9 @@ async fn main() -> anyhow::Result<()> {
                 let json = fleet.json;
                 (bench::connect(fleet, timeout).await?, json)
             }
-            Scenario::Job {
-                fleet,
-                task_type,
-                document,
-                timeout,
-            } => {
+            Scenario::Job { fleet, job } => {
                 let json = fleet.json;
-                (
-                    bench::job(fleet, &task_type, &document, timeout).await?,
-                    json,
-                )
+                (bench::job(fleet, job).await?, json)
             }
         },
     };

@@ -1,8 +1,9 @@
 //! Fleet-wide statistics: counters per outcome (atomics), gauges of
 //! connected appliances, latency histograms (hdrhistogram: connect time,
 //! notify to accepted SUCCEEDED, and time since a reference instant such as
-//! a job's creation), and the identity changes of the run (rotated tokens,
-//! unregistered appliances). Shared by every appliance of a fleet.
+//! a job's creation), the instants tasks arrived after that reference (for
+//! the pace of a rollout), and the identity changes of the run (rotated
+//! tokens, unregistered appliances). Shared by every appliance of a fleet.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -98,6 +99,7 @@ pub struct Stats {
     task_ms: Mutex<Histogram<u64>>,
     since_reference_ms: Mutex<Histogram<u64>>,
     reference: Mutex<Option<Instant>>,
+    received_ms: Mutex<Vec<u64>>,
     identities: Mutex<BTreeMap<usize, IdentityChange>>,
 }
 
@@ -120,18 +122,25 @@ fn record_ms(histogram: &Mutex<Histogram<u64>>, ms: u64) {
 }
 
 fn percentiles(histogram: &Mutex<Histogram<u64>>) -> Percentiles {
-    let Ok(h) = histogram.lock() else {
-        return Percentiles::default();
-    };
-    if h.is_empty() {
-        return Percentiles::default();
+    match histogram.lock() {
+        Ok(h) => Percentiles::of(&h),
+        Err(_) => Percentiles::default(),
     }
-    Percentiles {
-        count: h.len(),
-        p50: h.value_at_quantile(0.50),
-        p90: h.value_at_quantile(0.90),
-        p99: h.value_at_quantile(0.99),
-        max: h.max(),
+}
+
+impl Percentiles {
+    /// The percentiles of `h`, in its unit; zeros when it is empty.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        }
     }
 }
 
@@ -147,6 +156,7 @@ impl Stats {
             task_ms: histogram(),
             since_reference_ms: histogram(),
             reference: Mutex::new(None),
+            received_ms: Mutex::new(Vec::new()),
             identities: Mutex::new(BTreeMap::new()),
         }
     }
@@ -209,11 +219,29 @@ impl Stats {
     }
 
     /// From now on, accepted SUCCEEDED reports also record the time since
-    /// `at` (the creation of a job, for the job benchmark).
+    /// `at` (the creation of a job, for the job benchmark), and so does the
+    /// arrival of every task other than a heartbeat.
     pub fn set_reference(&self, at: Instant) {
         if let Ok(mut reference) = self.reference.lock() {
             *reference = Some(at);
         }
+    }
+
+    fn reference(&self) -> Option<Instant> {
+        self.reference.lock().ok().and_then(|r| *r)
+    }
+
+    /// Milliseconds from the reference instant to the arrival of each task
+    /// (a notify or `$next` bringing a task the appliance had not run, and
+    /// started at once), sorted.
+    pub fn received_since_reference(&self) -> Vec<u64> {
+        let mut received = self
+            .received_ms
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        received.sort_unstable();
+        received
     }
 
     /// Appliance `index` of the fleet changed its identity.
@@ -234,12 +262,7 @@ impl Stats {
     /// Counts what an appliance recorded.
     pub fn record(&self, record: Record) {
         match record {
-            Record::TaskStarted(task_type) => {
-                self.add(Counter::TasksStarted, 1);
-                if let Some(i) = TaskType::ALL.iter().position(|t| *t == task_type) {
-                    self.by_type[i].fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            Record::TaskStarted(task_type) => self.task_started(task_type),
             Record::Accepted { status, latency_ms } => self.accepted(status, latency_ms),
             Record::Refused(code) => self.add(refused(code), 1),
             Record::Duplicate => self.add(Counter::Duplicates, 1),
@@ -260,6 +283,22 @@ impl Stats {
         }
     }
 
+    fn task_started(&self, task_type: TaskType) {
+        self.add(Counter::TasksStarted, 1);
+        if let Some(i) = TaskType::ALL.iter().position(|t| *t == task_type) {
+            self.by_type[i].fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(at) = self
+            .reference()
+            .filter(|_| task_type != TaskType::Heartbeat)
+        else {
+            return;
+        };
+        if let Ok(mut received) = self.received_ms.lock() {
+            received.push(at.elapsed().as_millis() as u64);
+        }
+    }
+
     fn accepted(&self, status: ReportedStatus, latency_ms: Option<u64>) {
         let counter = match status {
             ReportedStatus::InProgress => Counter::AcceptedInProgress,
@@ -274,8 +313,7 @@ impl Stats {
         if let Some(ms) = latency_ms {
             record_ms(&self.task_ms, ms);
         }
-        let reference = self.reference.lock().ok().and_then(|r| *r);
-        if let Some(at) = reference {
+        if let Some(at) = self.reference() {
             record_ms(&self.since_reference_ms, at.elapsed().as_millis() as u64);
         }
     }
@@ -331,5 +369,21 @@ mod tests {
         assert_eq!((stats.connected_now(), stats.subscribed_now()), (1, 1));
         stats.disconnected(true);
         assert_eq!((stats.connected_now(), stats.subscribed_now()), (0, 0));
+    }
+
+    #[test]
+    fn task_arrivals_count_from_the_reference_without_heartbeats() {
+        let stats = Stats::new();
+        stats.record(Record::TaskStarted(TaskType::CollectMetrics));
+        assert!(
+            stats.received_since_reference().is_empty(),
+            "no reference yet"
+        );
+        stats.set_reference(Instant::now());
+        stats.record(Record::TaskStarted(TaskType::Heartbeat));
+        stats.record(Record::TaskStarted(TaskType::CollectMetrics));
+        stats.record(Record::TaskStarted(TaskType::CollectLog));
+        assert_eq!(stats.received_since_reference().len(), 2);
+        assert_eq!(stats.get(Counter::TasksStarted), 4);
     }
 }

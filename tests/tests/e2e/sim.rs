@@ -4,8 +4,11 @@
 //! the device edge of a hub started in the test, and run what the hub
 //! sends them. `tasks`: every task type completes and the hub's state shows
 //! it; `faults`: each fault mode gives the outcome it should, as the seed
-//! decides; `fleet` (behind `FLEETHUB_SLOW_TESTS=1`): a larger fleet.
+//! decides; `fleet` (behind `FLEETHUB_SLOW_TESTS=1`): a larger fleet;
+//! `bench`: `device-sim bench job` with a rate-limited rollout and the REST
+//! probe.
 
+mod bench;
 mod faults;
 mod fleet;
 mod tasks;

@@ -58,7 +58,7 @@ async fn fail_reject_and_never_answer_rates_give_what_the_seed_decides() -> anyh
     let dir = tempfile::tempdir()?;
     let hub = TestHub::start(dir.path()).await?;
     // Provisioned by an operator this time, as `device-sim --admin-token`.
-    let identities = hub_api(&hub, None)?.provision(SIZE as usize).await?;
+    let identities = hub_api(&hub, None)?.provision(SIZE as usize, None).await?;
     let fleet = start(&hub, &identities, behaviour(faults.clone()), seed).await?;
     let targets = ids(&identities);
     let job = job(&hub, json!({"taskType": "collectMetrics"}), &targets).await?;
