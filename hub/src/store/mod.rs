@@ -159,12 +159,15 @@ impl Default for StoreOptions {
     }
 }
 
-/// A handle on the database. Clones share the same writer and readers; the
-/// writer thread stops when [`Store::close`] is awaited or the last clone is
-/// dropped (which then waits for it).
+/// A handle on the database. Clones share the same writer and readers
+/// ([`Store::with_own_readers`] gives a clone a reader pool of its own);
+/// the writer thread stops when [`Store::close`] is awaited or the last
+/// clone is dropped (which then waits for it).
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// The pool this handle reads through.
+    readers: Arc<Readers>,
 }
 
 impl std::fmt::Debug for Store {
@@ -180,6 +183,9 @@ struct Inner {
     links: Option<Arc<dyn TaskLinks>>,
     /// The writer, then the checkpointer (which stops when the writer does).
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The database file, for more reader pools.
+    path: std::path::PathBuf,
+    /// The pool of the handle [`Store::open`] returned and its clones.
     readers: Arc<Readers>,
     stats: Arc<Stats>,
 }
@@ -238,16 +244,30 @@ impl Store {
                 commands: Some(tx),
                 links,
                 threads: Mutex::new(vec![writer, checkpointer]),
-                readers,
+                path: path.to_owned(),
+                readers: Arc::clone(&readers),
                 stats,
             }),
+            readers,
         })
+    }
+
+    /// A handle on the same database and writer that reads through a pool
+    /// of `readers` connections of its own, so that its reads never wait
+    /// behind those of other handles (the REST API's, behind the reads of
+    /// thousands of appliances connecting and asking for `$next`).
+    pub fn with_own_readers(&self, readers: usize) -> Store {
+        Store {
+            inner: Arc::clone(&self.inner),
+            readers: Arc::new(Readers::new(&self.inner.path, readers.max(1))),
+        }
     }
 
     /// Finishes every queued command, stops the writer and the checkpointer
     /// and waits for their threads. Later calls on any clone answer
     /// [`StoreError::Closed`].
     pub async fn close(&self) -> Result<(), StoreError> {
+        self.readers.close();
         self.inner.readers.close();
         if let Some(commands) = &self.inner.commands {
             // Fails only if the writer already stopped.
@@ -331,7 +351,7 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
-        self.inner.readers.run(f).await
+        self.readers.run(f).await
     }
 
     // ---- customers and appliances ----

@@ -287,3 +287,55 @@ fn device_and_release_queries_use_their_partial_indexes() {
         assert!(!plan.contains("TEMP B-TREE"), "no sort: {sql}\n{plan}");
     }
 }
+
+/// A handle with its own reader pool reads while every connection of the
+/// store's pool is taken (the REST API while appliances' reads queue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handle_with_its_own_readers_reads_while_the_shared_pool_is_busy() {
+    let f = Fixture::with(StoreOptions {
+        readers: 2,
+        ..Fixture::options()
+    });
+    let customer = within(f.store.create_customer("ACME", T0))
+        .await
+        .expect("customer");
+    let (release, released) = std_mpsc::channel::<()>();
+    let released = std::sync::Arc::new(std::sync::Mutex::new(released));
+    let (busy, mut all_busy) = tokio::sync::mpsc::channel(2);
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let (released, busy) = (released.clone(), busy.clone());
+        let store = f.store.clone();
+        holders.push(tokio::spawn(async move {
+            store
+                .read(move |_| {
+                    let _ = busy.blocking_send(());
+                    let waiting = released.lock().map_err(|_| StoreError::Closed)?;
+                    let _ = waiting.recv_timeout(Duration::from_secs(120));
+                    Ok(())
+                })
+                .await
+        }));
+    }
+    for _ in 0..2 {
+        within(all_busy.recv()).await.expect("a reader taken");
+    }
+    let own = f.store.with_own_readers(1);
+    let named = within(own.read(move |conn| {
+        let name: String = conn.query_row(
+            "SELECT name FROM customers WHERE id = ?1",
+            [customer.to_string()],
+            |row| row.get(0),
+        )?;
+        Ok(name)
+    }))
+    .await
+    .expect("read through the handle's own pool");
+    assert_eq!(named, "ACME");
+    for _ in 0..2 {
+        release.send(()).expect("holders wait");
+    }
+    for holder in holders {
+        within(holder).await.expect("joined").expect("held read");
+    }
+}
