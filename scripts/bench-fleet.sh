@@ -109,6 +109,11 @@ print(f"rollout of {r['appliances']} at maxPerMinute {n}: all SUCCEEDED={f['allS
       f"{(60000 - pace['jitterAllowanceMs']) / 1000:.2f} s window {pace['maxInShortenedWindow']} "
       f"({'within' if pace['maxInShortenedWindow'] <= n else 'OVER'} {n}); complete windows average "
       f"{pace['perMinute']} a minute ({'n/a' if dev is None else f'{dev:+.2f} %'} from {n})")
+hub = f["rolloutReleased"]
+print(f"  as the hub released them (sentAt, the hub's clock): {hub['received']} per 60 s window from "
+      f"creation {hub['perWindow']}; most in any 60 s window {hub['maxInAnyWindow']} "
+      f"({'within' if hub['maxInAnyWindow'] <= n else 'OVER'} {n}); complete windows average "
+      f"{hub['perMinute']} a minute")
 PY
 
 if command -v mosquitto > /dev/null; then

@@ -129,7 +129,7 @@ pub async fn job(args: FleetArgs, options: JobArgs) -> anyhow::Result<Report> {
     );
     let since = stats.since_reference_percentiles();
     let all = run.summary.count(ExecutionStatus::Succeeded) == size as u64;
-    report.figure("jobId", run.job_id);
+    report.figure("jobId", run.job_id.clone());
     report.figure("finished", run.finished);
     report.figure("allSucceeded", all);
     report.figure("timeToAllSucceededMs", run.took.as_millis() as u64);
@@ -139,6 +139,14 @@ pub async fn job(args: FleetArgs, options: JobArgs) -> anyhow::Result<Report> {
     if let Some(limit) = options.max_per_minute {
         let pace = Pace::measure(limit, stats.received_since_reference());
         report.figure("rollout", serde_json::to_value(pace)?);
+        let released = hub.release_instants(&run.job_id).await?;
+        let origin = run.summary.created_at.or(released.iter().copied().min());
+        let since_creation = released
+            .iter()
+            .map(|at| u64::try_from(at - origin.unwrap_or(*at)).unwrap_or(0))
+            .collect();
+        let pace = Pace::measure(limit, since_creation);
+        report.figure("rolloutReleased", serde_json::to_value(pace)?);
     }
     if let Some(probed) = run.probed {
         report.figure("restProbe", serde_json::to_value(probed)?);

@@ -29,6 +29,9 @@ pub struct JobSummary {
     /// Executions per status (`SUCCEEDED`, `FAILED`, ...).
     #[serde(default)]
     pub counts: BTreeMap<String, u64>,
+    /// Creation time, epoch milliseconds on the hub's clock.
+    #[serde(default)]
+    pub created_at: Option<i64>,
 }
 
 impl JobSummary {
@@ -183,6 +186,41 @@ impl HubApi {
             .await
             .with_context(|| format!("GET /api/v1/jobs/{job_id}"))?;
         Ok(checked(response).await?.json().await?)
+    }
+}
+
+/// Most executions one page of `GET /api/v1/jobs/{id}/executions` lists.
+const EXECUTIONS_PAGE: usize = 1000;
+
+impl HubApi {
+    /// When the hub released each of the job's executions (`sentAt`,
+    /// epoch milliseconds on the hub's clock; every attempt), read page by
+    /// page; executions never released are left out.
+    pub async fn release_instants(&self, job_id: &str) -> anyhow::Result<Vec<i64>> {
+        let mut instants = Vec::new();
+        let mut offset = 0;
+        loop {
+            let path = format!(
+                "/api/v1/jobs/{job_id}/executions?attempts=all&offset={offset}&limit={EXECUTIONS_PAGE}"
+            );
+            let response = self
+                .http
+                .get(self.resolve(&path)?)
+                .bearer_auth(self.admin()?)
+                .send()
+                .await
+                .with_context(|| format!("GET {path}"))?;
+            let page: Value = checked(response).await?.json().await?;
+            let items = page["items"]
+                .as_array()
+                .with_context(|| format!("GET {path}: no items"))?;
+            instants.extend(items.iter().filter_map(|e| e["sentAt"].as_i64()));
+            offset += items.len();
+            let total = page["total"].as_u64().unwrap_or(0);
+            if items.is_empty() || offset as u64 >= total {
+                return Ok(instants);
+            }
+        }
     }
 }
 

@@ -22,6 +22,9 @@
 //! windows shortened by [`JITTER_ALLOWANCE_MS`]: with delivery jitter
 //! below that allowance, it is at most N exactly when the hub kept its
 //! limit, and a batch too many (batches are a second apart) still shows.
+//! `bench job` also measures the same [`Pace`] on the hub's own release
+//! instants (each execution's `sentAt`, read back over REST), where the
+//! plain 60 s maximum applies with no allowance.
 
 use serde::Serialize;
 

@@ -82,6 +82,13 @@ async fn bench_job_reports_the_rollout_pace_and_rest_latency() -> anyhow::Result
         "{pace}"
     );
     assert_eq!(pace["perMinute"], Value::Null, "no complete minute");
+    // The same four as the hub released them, read back over REST.
+    let released = &figures["rolloutReleased"];
+    assert_eq!(
+        (&released["received"], &released["perWindow"]),
+        (&json!(4), &json!([4])),
+        "{released}"
+    );
     let probe = &figures["restProbe"];
     for phase in ["idle", "load"] {
         for endpoint in ["jobSummary", "uiAppliances"] {
