@@ -115,6 +115,25 @@ pub(crate) fn open_tasks(
     Ok(tasks)
 }
 
+/// The count and the page of `list_customer_appliances`: `?1` the
+/// customer, `?2` registered since (or NULL), `?3` one appliance id (or
+/// NULL). Indexes of migration 005 serve both (see its comment).
+pub(super) fn customer_appliances_sql(paging: &Paging) -> (String, String) {
+    let condition = format!(
+        "WHERE a.customer_id = ?1 AND a.status <> '{}' \
+         AND (?2 IS NULL OR coalesce(a.registered_at, a.created_at) >= ?2) \
+         AND (?3 IS NULL OR a.id = ?3)",
+        ApplianceStatus::Removed.as_str()
+    );
+    (
+        format!("SELECT count(*) FROM appliances a {condition}"),
+        format!(
+            "SELECT {COLUMNS} FROM appliances a {condition} {}",
+            paging.clause("a.id")
+        ),
+    )
+}
+
 impl Store {
     /// A page of the customer's live appliances.
     pub async fn list_customer_appliances(
@@ -124,25 +143,14 @@ impl Store {
         paging: Paging,
     ) -> Result<Page<ApplianceRecord>, StoreError> {
         self.read(move |conn| {
-            let condition = format!(
-                "WHERE a.customer_id = ?1 AND a.status <> '{}' \
-                 AND (?2 IS NULL OR coalesce(a.registered_at, a.created_at) >= ?2) \
-                 AND (?3 IS NULL OR a.id = ?3)",
-                ApplianceStatus::Removed.as_str()
-            );
             let args = params![
                 customer.to_string(),
                 filter.registered_since,
                 filter.appliance_id.map(|a| a.to_string())
             ];
-            let total: i64 = conn
-                .prepare(&format!("SELECT count(*) FROM appliances a {condition}"))?
-                .query_row(args, |r| r.get(0))?;
-            let sql = format!(
-                "SELECT {COLUMNS} FROM appliances a {condition} {}",
-                paging.clause("a.id")
-            );
-            let mut statement = conn.prepare(&sql)?;
+            let (count_sql, page_sql) = customer_appliances_sql(&paging);
+            let total: i64 = conn.prepare(&count_sql)?.query_row(args, |r| r.get(0))?;
+            let mut statement = conn.prepare(&page_sql)?;
             let mut rows = statement.query(args)?;
             let mut items = Vec::new();
             while let Some(row) = rows.next()? {

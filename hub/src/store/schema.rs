@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "004_fleet_operations",
         sql: include_str!("migrations/004_fleet_operations.sql"),
     },
+    Migration {
+        version: 5,
+        name: "005_appliance_list",
+        sql: include_str!("migrations/005_appliance_list.sql"),
+    },
 ];
 
 /// The kinds of message the outbox holds (hub -> device only).

@@ -9,8 +9,8 @@ use protocol::{ApplianceId, JobDocument, ReportedStatus, TaskType};
 use super::{update, within, Fixture, T0};
 use crate::model::{CustomerId, ServiceStatus};
 use crate::store::{
-    Capacity, NewCustomer, NewRegistration, NewServiceVersion, Registered, StoreError, TaskRequest,
-    UpdateResult, RETENTION_MS,
+    Capacity, NewCustomer, NewRegistration, NewServiceVersion, Paging, Registered, StoreError,
+    TaskRequest, UpdateResult, RETENTION_MS,
 };
 
 async fn customer(f: &Fixture) -> CustomerId {
@@ -288,4 +288,37 @@ async fn an_upgrade_succeeds_on_its_target_and_a_rollback_marks_the_appliance() 
     let record = appliance().await;
     assert!(!record.rolled_back, "on its target, the mark is gone");
     assert_eq!(record.version.as_deref(), Some("3.2.0"));
+}
+
+/// The customer's appliance list reads its page in index order, either
+/// way round, without sorting every appliance of the customer.
+#[tokio::test]
+async fn the_appliance_list_reads_its_page_in_index_order() {
+    let f = Fixture::new();
+    for descending in [false, true] {
+        let paging = Paging {
+            offset: 0,
+            limit: 50,
+            descending,
+            sort: "coalesce(a.registered_at, a.created_at)",
+        };
+        let (_, page) = crate::store::fleet::customer_appliances_sql(&paging);
+        let plan = within(f.store.read(move |conn| {
+            let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {page}"))?;
+            let mut rows = statement.query(rusqlite::params!["c", None::<i64>, None::<String>])?;
+            let mut plan = String::new();
+            while let Some(row) = rows.next()? {
+                plan.push_str(&row.get::<_, String>(3)?);
+                plan.push('\n');
+            }
+            Ok(plan)
+        }))
+        .await
+        .expect("plan");
+        assert!(
+            plan.contains("INDEX appliances_by_customer_registered")
+                && !plan.contains("TEMP B-TREE"),
+            "page ({descending}): {plan}"
+        );
+    }
 }
