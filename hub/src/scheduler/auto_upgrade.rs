@@ -17,25 +17,9 @@ pub const CHECK_INTERVAL_MS: Millis = 10 * 60_000;
 
 pub(crate) async fn run(duties: &Duties, now: Millis) -> Due {
     let store = &duties.store;
-    let due_at = match store
-        .claim_duty("auto_upgrade", now, now + CHECK_INTERVAL_MS)
-        .await
-    {
-        Ok((true, due_at)) => due_at,
-        Ok((false, due_at)) => {
-            return Due {
-                at: Some(due_at),
-                now: false,
-            }
-        }
-        Err(err) => {
-            tracing::error!(%err, "claiming the auto-upgrade check failed");
-            return Due::default();
-        }
-    };
-    let due = Due {
-        at: Some(due_at),
-        now: false,
+    let due = match super::claim(duties, "auto_upgrade", now, CHECK_INTERVAL_MS).await {
+        Ok(due) => due,
+        Err(due) => return due,
     };
     let (version, candidates) = match store.auto_upgrade_candidates().await {
         Ok(Some(found)) => found,

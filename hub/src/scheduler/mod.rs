@@ -79,6 +79,35 @@ pub(crate) struct Due {
     pub(crate) now: bool,
 }
 
+/// Claims the fleet-wide duty `name` when it is due at `now` (its next
+/// due time becomes `now + interval`, in the same write, so that one hub
+/// replica runs it): `Ok` with the duty's next [`Due`] to run it now,
+/// `Err` with what to return instead (not due yet, or the claim failed).
+pub(crate) async fn claim(
+    duties: &Duties,
+    name: &'static str,
+    now: Millis,
+    interval: Millis,
+) -> Result<Due, Due> {
+    match duties.store.claim_duty(name, now, now + interval).await {
+        Ok((claimed, due_at)) => {
+            let due = Due {
+                at: Some(due_at),
+                now: false,
+            };
+            if claimed {
+                Ok(due)
+            } else {
+                Err(due)
+            }
+        }
+        Err(err) => {
+            tracing::error!(%err, duty = name, "claiming a scheduler duty failed");
+            Err(Due::default())
+        }
+    }
+}
+
 impl Due {
     fn merge(self, other: Due) -> Due {
         Due {

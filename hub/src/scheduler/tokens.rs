@@ -14,21 +14,9 @@ const MAX_PER_CHECK: usize = 1000;
 
 pub(crate) async fn run(duties: &Duties, now: Millis) -> Due {
     let store = &duties.store;
-    let due_at = match store
-        .claim_duty("tokens", now, now + CHECK_INTERVAL_MS)
-        .await
-    {
-        Ok((true, due_at)) => due_at,
-        Ok((false, due_at)) => {
-            return Due {
-                at: Some(due_at),
-                now: false,
-            }
-        }
-        Err(err) => {
-            tracing::error!(%err, "claiming the token check failed");
-            return Due::default();
-        }
+    let due = match super::claim(duties, "tokens", now, CHECK_INTERVAL_MS).await {
+        Ok(due) => due,
+        Err(due) => return due,
     };
     match store.settle_token_renewals(now).await {
         Ok(settled) if settled.confirmed + settled.failed > 0 => {
@@ -61,8 +49,5 @@ pub(crate) async fn run(duties: &Duties, now: Millis) -> Due {
             Err(err) => tracing::error!(%err, %appliance, "starting a token renewal failed"),
         }
     }
-    Due {
-        at: Some(due_at),
-        now: false,
-    }
+    due
 }
