@@ -360,18 +360,23 @@ fn text(field: &'static str, value: &str) -> Result<(), ProtocolError> {
     Ok(())
 }
 
-fn service_code(code: &str) -> Result<(), ProtocolError> {
-    let ok = (1..=64).contains(&code.len())
+/// What a valid service code is, in words (topics.md).
+pub const SERVICE_CODE_RULE: &str = "expected 1-64 characters of A-Z, a-z, 0-9, '-', '_' and '.'";
+
+/// Whether `code` is a service code as topics.md defines it
+/// ([`SERVICE_CODE_RULE`]).
+pub fn is_service_code(code: &str) -> bool {
+    (1..=64).contains(&code.len())
         && code
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if ok {
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+fn service_code(code: &str) -> Result<(), ProtocolError> {
+    if is_service_code(code) {
         Ok(())
     } else {
-        Err(ProtocolError::invalid(
-            "serviceCode",
-            "expected 1-64 characters of A-Z, a-z, 0-9, '-', '_' and '.'",
-        ))
+        Err(ProtocolError::invalid("serviceCode", SERVICE_CODE_RULE))
     }
 }
 

@@ -223,16 +223,12 @@ pub struct PublishServiceRequest {
 
 /// Checks a service code as topics.md defines it.
 pub(crate) fn service_code(code: &str) -> Result<(), ApiError> {
-    let ok = (1..=64).contains(&code.len())
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    if ok {
+    if protocol::document::is_service_code(code) {
         Ok(())
     } else {
         Err(ApiError::bad_request(
             "invalid serviceCode",
-            "expected 1-64 characters of A-Z, a-z, 0-9, '-', '_' and '.'",
+            protocol::document::SERVICE_CODE_RULE,
         ))
     }
 }

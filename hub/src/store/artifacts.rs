@@ -132,11 +132,12 @@ fn list(conn: &Connection, query: ArtifactQuery) -> Result<Page<Artifact>, Store
          LIMIT ?1 OFFSET ?2"
     );
     let mut statement = conn.prepare_cached(&sql)?;
-    let mut rows = statement.query(params![sql_count(query.limit), sql_count(query.offset)])?;
-    let mut items = Vec::new();
-    while let Some(row) = rows.next()? {
-        items.push(decode(row)?);
-    }
+    let items = statement
+        .query_and_then(
+            params![sql_count(query.limit), sql_count(query.offset)],
+            decode,
+        )?
+        .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Page {
         total: u64::try_from(total).unwrap_or(0),
         items,

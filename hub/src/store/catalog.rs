@@ -205,11 +205,9 @@ impl Store {
                 paging.clause("version")
             );
             let mut statement = conn.prepare(&sql)?;
-            let mut rows = statement.query([])?;
-            let mut items = Vec::new();
-            while let Some(row) = rows.next()? {
-                items.push(decode_version(row)?);
-            }
+            let items = statement
+                .query_and_then([], decode_version)?
+                .collect::<Result<Vec<_>, StoreError>>()?;
             Ok(Page { total, items })
         })
         .await
@@ -273,11 +271,9 @@ impl Store {
                 paging.clause("v.version")
             );
             let mut statement = conn.prepare(&sql)?;
-            let mut rows = statement.query([&code])?;
-            let mut items = Vec::new();
-            while let Some(row) = rows.next()? {
-                items.push(decode_service_version(row)?);
-            }
+            let items = statement
+                .query_and_then([&code], decode_service_version)?
+                .collect::<Result<Vec<_>, StoreError>>()?;
             Ok(Page { total, items })
         })
         .await

@@ -151,11 +151,9 @@ impl Store {
             let (count_sql, page_sql) = customer_appliances_sql(&paging);
             let total: i64 = conn.prepare(&count_sql)?.query_row(args, |r| r.get(0))?;
             let mut statement = conn.prepare(&page_sql)?;
-            let mut rows = statement.query(args)?;
-            let mut items = Vec::new();
-            while let Some(row) = rows.next()? {
-                items.push(decode(row)?);
-            }
+            let mut items = statement
+                .query_and_then(args, decode)?
+                .collect::<Result<Vec<_>, StoreError>>()?;
             for item in &mut items {
                 item.services = installed_services(conn, item.appliance_id)?;
                 item.open_tasks = open_tasks(conn, item.appliance_id)?;

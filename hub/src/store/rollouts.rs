@@ -83,6 +83,8 @@ pub(crate) struct Rollout {
     pub(crate) retries_due_at: Option<i64>,
     pub(crate) retry_seen_failures: u64,
     pub(crate) targets_due_at: Option<i64>,
+    /// The phase the last step left the rollout in.
+    pub(crate) phase: RolloutPhase,
 }
 
 impl Rollout {
@@ -296,7 +298,7 @@ static LOAD_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT j.status, j.task_type, j.scheduler_completes, r.policy, \
          r.targets, r.group_index, r.first_total, r.released, r.retries, r.recent_releases, \
-         r.timeouts_due_at, r.retries_due_at, r.retry_seen_failures, r.targets_due_at, {} \
+         r.timeouts_due_at, r.retries_due_at, r.retry_seen_failures, r.targets_due_at, r.phase, {} \
          FROM jobs j JOIN job_rollouts r ON r.job_id = j.id WHERE j.id = ?1",
         counters.join(", ")
     )
@@ -310,7 +312,7 @@ fn load(conn: &Connection, job: JobId) -> Result<Option<Rollout>, StoreError> {
     };
     let mut counts = StatusCounts::default();
     for (i, status) in ExecutionStatus::ALL.into_iter().enumerate() {
-        counts.set(status, int(row, 14 + i, "jobs counter")?);
+        counts.set(status, int(row, 15 + i, "jobs counter")?);
     }
     let policy: String = get(row, 3)?;
     let selector: String = get(row, 4)?;
@@ -335,6 +337,7 @@ fn load(conn: &Connection, job: JobId) -> Result<Option<Rollout>, StoreError> {
         retries_due_at: get(row, 11)?,
         retry_seen_failures: int(row, 12, "job_rollouts.retry_seen_failures")?,
         targets_due_at: get(row, 13)?,
+        phase: parsed(row, 14, "job_rollouts.phase")?,
     }))
 }
 
@@ -496,15 +499,7 @@ fn open_next_group(conn: &Connection, job: JobId, now: i64) -> Result<GateOpenin
     let Some(mut r) = load(conn, job)? else {
         return Ok(GateOpening::UnknownJob);
     };
-    let phase: RolloutPhase = {
-        let mut statement =
-            conn.prepare_cached("SELECT phase FROM job_rollouts WHERE job_id = ?1")?;
-        let mut rows = statement.query([job.to_string()])?;
-        match rows.next()? {
-            Some(row) => parsed(row, 0, "job_rollouts.phase")?,
-            None => return Ok(GateOpening::UnknownJob),
-        }
-    };
+    let phase = r.phase;
     let last = u32::try_from(r.policy.rollout.groups.len().saturating_sub(1)).unwrap_or(u32::MAX);
     if r.status != JobStatus::InProgress
         || phase != RolloutPhase::StageGated
